@@ -1,0 +1,151 @@
+//! `minsheng`: the command line of the hotline triage router. It parses
+//! flags, wires the crates together and prints; the decisions are made in
+//! `minsheng-classify`.
+
+mod bench;
+mod commands;
+mod render;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use minsheng_core::Hotline;
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/embedded_rules.rs"));
+}
+
+/// Hotline triage router: decides who handles a 110/12345 call — police,
+/// a township team, the 12345 work-order system or the shared court — and
+/// explains why.
+#[derive(Debug, Parser)]
+#[command(name = "minsheng", version)]
+struct Cli {
+    /// Rule directory to use instead of the rule set built into the binary
+    /// (also MINSHENG_RULES).
+    #[arg(long, global = true, env = "MINSHENG_RULES", value_name = "DIR")]
+    rules: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Classify one call (TEXT), or every line of a JSONL file (--input).
+    Classify {
+        /// The call's text.
+        #[arg(required_unless_present = "input", conflicts_with = "input")]
+        text: Option<String>,
+        /// The hotline the citizen used: 110, 12345 or app.
+        #[arg(long, default_value = "110", value_parser = parse_hotline)]
+        hotline: Hotline,
+        /// The address the operator system filled in.
+        #[arg(long, value_name = "ADDR")]
+        location: Option<String>,
+        /// Print the decision as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Classify every call of a JSONL file (corpus format, `expected`
+        /// optional): one JSON decision a line on stdout, in input order.
+        #[arg(long, value_name = "FILE.jsonl")]
+        input: Option<PathBuf>,
+    },
+    /// Check or test a rule directory.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Measure the classifier on a labelled corpus.
+    Eval {
+        /// The corpus (one JSON call a line, with `expected`).
+        #[arg(long, value_name = "FILE.jsonl")]
+        corpus: PathBuf,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// List every wrong call with its explanation.
+        #[arg(long)]
+        misses: bool,
+    },
+    /// Throughput of full classification against segmentation alone, load
+    /// time and peak memory, on one core.
+    Bench {
+        /// Calls to run (JSONL); default: the example calls of the rule set.
+        #[arg(long, value_name = "FILE.jsonl")]
+        corpus: Option<PathBuf>,
+        /// Seconds to spend on each measurement.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesCommand {
+    /// Report every problem of a rule directory, like a compiler. Exit 1 on
+    /// an error, 0 when there are only warnings.
+    Check {
+        /// The directory (default: ./rules if it exists, else the built-in set).
+        dir: Option<PathBuf>,
+    },
+    /// Run the example calls of a rule directory; report each that goes
+    /// elsewhere.
+    Test {
+        /// The directory (default: ./rules if it exists, else the built-in set).
+        dir: Option<PathBuf>,
+    },
+}
+
+fn parse_hotline(s: &str) -> Result<Hotline, String> {
+    s.parse().map_err(|e: minsheng_core::Error| e.to_string())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MINSHENG_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Classify {
+            text,
+            hotline,
+            location,
+            json,
+            input,
+        } => match input {
+            Some(path) => commands::classify_file(cli.rules.as_deref(), &path),
+            None => commands::classify_one(
+                cli.rules.as_deref(),
+                text.unwrap_or_default(),
+                hotline,
+                location,
+                json,
+            ),
+        },
+        Command::Rules {
+            command: RulesCommand::Check { dir },
+        } => commands::rules_check(dir.or(cli.rules).as_deref()),
+        Command::Rules {
+            command: RulesCommand::Test { dir },
+        } => commands::rules_test(dir.or(cli.rules).as_deref()),
+        Command::Eval {
+            corpus,
+            json,
+            misses,
+        } => commands::eval(cli.rules.as_deref(), &corpus, json, misses),
+        Command::Bench { corpus, seconds } => {
+            bench::run(cli.rules.as_deref(), corpus.as_deref(), seconds)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

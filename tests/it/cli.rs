@@ -1,0 +1,179 @@
+//! The command line, end to end, with the built-in rule set.
+
+use super::support::{minsheng, stderr, stdout};
+
+#[test]
+fn classify_json_explains_a_weapon_call_with_spans_and_version() {
+    let out = minsheng(&[
+        "classify",
+        "邻居吵架，他拿着菜刀追出来了",
+        "--hotline",
+        "12345",
+        "--location",
+        "南湖区新兴街道",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d["destination"], "police");
+    assert_eq!(d["township"]["code"], "330402011");
+    assert_eq!(d["transfer"]["label"], "12345→110");
+    assert_eq!(d["rules_version"].as_str().unwrap().len(), 64);
+    let police = d["fired"][0].clone();
+    assert_eq!(police["destination"], "police");
+    let texts: Vec<&str> = police["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert!(texts.iter().any(|t| t.contains("菜刀")), "{texts:?}");
+    for m in police["matches"].as_array().unwrap() {
+        let (s, e) = (
+            m["start"].as_u64().unwrap() as usize,
+            m["end"].as_u64().unwrap() as usize,
+        );
+        let span: String = d["normalized_text"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .skip(s)
+            .take(e - s)
+            .collect();
+        assert_eq!(
+            span,
+            m["text"].as_str().unwrap(),
+            "a span points at its text"
+        );
+    }
+}
+
+#[test]
+fn classify_prints_a_readable_explanation() {
+    let out = minsheng(&[
+        "classify",
+        "隔壁装修从早上七点开始砸墙，现在还在砸",
+        "--location",
+        "乌镇镇",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("destination  township ("), "{text}");
+    assert!(text.contains("queue        township.330483100\n"), "{text}");
+    assert!(text.contains("transfer     110→基层\n"), "{text}");
+    assert!(text.contains("tokens       隔壁 / 装修 / "), "{text}");
+    assert!(text.contains("\nfired        township."), "{text}");
+}
+
+#[test]
+fn classify_input_keeps_order_and_marks_bad_lines_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("calls.jsonl");
+    std::fs::write(
+        &path,
+        concat!(
+            "{\"id\":\"a\",\"hotline\":\"110\",\"text\":\"快来人有人拿刀砍人了\"}\n",
+            "{\"id\":\"b\",\"hotline\":\"119\",\"text\":\"着火了\"}\n",
+            "\n",
+            "{\"id\":\"c\",\"hotline\":\"12345\",\"text\":\"请问社保卡丢了怎么补办\",\"expected\":{\"destination\":\"hotline_12345\",\"township\":null}}\n",
+        ),
+    )
+    .unwrap();
+    let out = minsheng(&["classify", "--input", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "a bad line fails the run");
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(
+        (lines[0]["id"].as_str(), lines[0]["destination"].as_str()),
+        (Some("a"), Some("police"))
+    );
+    assert_eq!(lines[1]["line"], 2);
+    assert!(
+        lines[1]["error"].as_str().unwrap().contains(":2:"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown hotline \"119\""),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(
+        (lines[2]["id"].as_str(), lines[2]["destination"].as_str()),
+        (Some("c"), Some("hotline_12345"))
+    );
+    assert!(stderr(&out).contains("calls.jsonl:2:"), "{}", stderr(&out));
+}
+
+#[test]
+fn eval_json_reports_the_measures_it_promises() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("labelled.jsonl");
+    std::fs::write(
+        &path,
+        concat!(
+            "{\"id\":\"1\",\"hotline\":\"110\",\"text\":\"快来人有人拿刀砍人了\",\"expected\":{\"destination\":\"police\",\"township\":null}}\n",
+            "{\"id\":\"2\",\"hotline\":\"12345\",\"text\":\"请问社保卡丢了怎么补办\",\"location\":\"乌镇镇\",\"expected\":{\"destination\":\"hotline_12345\",\"township\":\"330483100\"}}\n",
+            "{\"id\":\"3\",\"hotline\":\"12345\",\"text\":\"请问社保卡丢了怎么补办\",\"location\":\"乌镇镇\",\"expected\":{\"destination\":\"police\",\"township\":\"330402011\"}}\n",
+        ),
+    )
+    .unwrap();
+    let out = minsheng(&["eval", "--corpus", path.to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["total"], 3);
+    assert_eq!(r["accuracy"], 0.6667);
+    assert_eq!(r["per_destination"]["police"]["support"], 2);
+    assert_eq!(r["per_destination"]["police"]["precision"], 1.0);
+    assert_eq!(r["per_destination"]["police"]["recall"], 0.5);
+    assert_eq!(r["per_destination"]["police"]["f1"], 0.6667);
+    assert_eq!(r["per_destination"]["hotline_12345"]["precision"], 0.5);
+    assert_eq!(r["confusion"]["police"]["hotline_12345"], 1);
+    assert_eq!(r["township_accuracy"], 0.5);
+    assert!(r["calls_per_second"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn the_embedded_rule_set_is_the_rules_directory() {
+    let embedded = minsheng(&["classify", "社保", "--json"]);
+    let from_dir = minsheng(&["--rules", "rules", "classify", "社保", "--json"]);
+    let v = |o: &std::process::Output| -> String {
+        let d: serde_json::Value =
+            serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(o)));
+        d["rules_version"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(
+        v(&embedded),
+        v(&from_dir),
+        "the binary embeds rules/ as it is in the tree"
+    );
+}
+
+#[test]
+fn a_broken_rules_directory_stops_classify_with_the_problems() {
+    let out = minsheng(&["--rules", "tests/fixtures/broken", "classify", "有人拿刀"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("error[R004]: unknown destination `polce`"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(out.stdout.is_empty(), "no decision from a broken rule set");
+}
+
+#[test]
+fn a_bad_hotline_flag_is_refused_with_the_reason() {
+    let out = minsheng(&["classify", "你好", "--hotline", "119"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("unknown hotline \"119\""),
+        "{}",
+        stderr(&out)
+    );
+}

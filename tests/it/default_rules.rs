@@ -1,0 +1,122 @@
+//! The default rule set (rules/): its examples, its dictionary and its
+//! quality on the shared labelled corpus.
+
+use std::sync::OnceLock;
+
+use minsheng_classify::Classifier;
+use minsheng_core::{Call, Hotline};
+
+use super::support::{classifier, root};
+
+fn default() -> &'static Classifier {
+    static C: OnceLock<Classifier> = OnceLock::new();
+    C.get_or_init(|| classifier(&root().join("rules")))
+}
+
+#[test]
+fn every_example_call_in_the_rule_files_goes_where_it_must() {
+    let (total, failures) = minsheng_classify::examples::run(default());
+    let shown: Vec<String> = failures
+        .iter()
+        .map(|f| format!("{}: {} — {}", f.location(), f.problem, f.example.text))
+        .collect();
+    assert!(
+        total >= 300,
+        "the rule files carry their examples ({total})"
+    );
+    assert!(
+        shown.is_empty(),
+        "{} of {total} examples fail:\n{}",
+        shown.len(),
+        shown.join("\n")
+    );
+}
+
+#[test]
+fn every_township_and_district_name_comes_out_as_one_token() {
+    let csv = std::fs::read_to_string(root().join("rules/townships.csv")).unwrap();
+    let seg = default().segmenter();
+    for line in csv.lines().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        for name in [fields[1], fields[3]] {
+            let toks: Vec<&str> = seg.cut(name).iter().map(|t| t.text).collect();
+            assert_eq!(toks, [name], "{name} must stay whole");
+        }
+    }
+    for word in ["取款手", "民声一键办", "共享法庭", "司法确认", "电动车"] {
+        let toks: Vec<&str> = seg.cut(word).iter().map(|t| t.text).collect();
+        assert_eq!(toks, [word]);
+    }
+}
+
+#[test]
+fn escalation_and_negation_both_ways() {
+    let c = default();
+    let go = |text: &str| {
+        c.classify(&Call {
+            hotline: Hotline::Police110,
+            text: text.into(),
+            ..Call::default()
+        })
+        .destination
+    };
+    assert_eq!(go("邻居吵架，他拿刀了"), "police");
+    assert_eq!(
+        go("邻居在楼道里吵架，没有打起来，就是吵，想让人来劝劝"),
+        "township"
+    );
+    assert_eq!(
+        go("路口两辆车撞了，没人受伤，双方在等交警"),
+        "police",
+        "a traffic accident is police even without injury"
+    );
+    assert_eq!(go("本来只是吵，刚才他拿了根铁棍出来"), "police");
+}
+
+/// The shared labelled corpus, when the checkout sits beside shared/.
+fn dev_corpus() -> Option<String> {
+    let path = root().join("../shared/corpus/dev.jsonl");
+    match std::fs::read_to_string(&path) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            eprintln!(
+                "\n*** SKIPPED: {} not readable ({e}); the quality floor was NOT checked ***\n",
+                path.display()
+            );
+            None
+        }
+    }
+}
+
+/// A floor under the measured quality, so that a rule change that loses
+/// emergencies fails here. The figures the rules reach are in README.md.
+#[test]
+fn quality_on_the_shared_corpus_does_not_fall() {
+    let Some(text) = dev_corpus() else { return };
+    let c = default();
+    let rules = c.rules();
+    let names = rules.destinations.iter().map(|d| d.name.clone()).collect();
+    let mut eval = minsheng_classify::eval::Evaluation::new(names, Some("township".into()));
+    for (_, line) in minsheng_classify::eval::read_corpus("dev.jsonl", &text) {
+        let line = line.unwrap();
+        eval.record(line.expected.as_ref().unwrap(), &c.classify(&line.call()));
+    }
+    let r = eval.report(1.0);
+    assert!(r.total >= 400);
+    assert!(r.accuracy >= 0.95, "accuracy {}", r.accuracy);
+    assert!(
+        r.per_destination["police"].recall >= 0.99,
+        "police recall {}",
+        r.per_destination["police"].recall
+    );
+    assert!(
+        r.per_destination["police"].precision >= 0.95,
+        "police precision {}",
+        r.per_destination["police"].precision
+    );
+    assert!(
+        r.township_accuracy >= 0.97,
+        "township accuracy {}",
+        r.township_accuracy
+    );
+}

@@ -1,0 +1,270 @@
+//! The rule language's semantics, on a small fixture rule set
+//! (tests/fixtures/mini): matching, negation, precedence, fallback,
+//! explanation, township queues and transfers.
+
+use std::sync::OnceLock;
+
+use minsheng_classify::Classifier;
+use minsheng_core::{Call, Hotline, MatchKind, Urgency};
+
+use super::support::{classifier, fixture};
+
+fn call(text: &str) -> Call {
+    Call {
+        id: Some("t-1".into()),
+        hotline: Hotline::Police110,
+        text: text.into(),
+        location: None,
+    }
+}
+
+/// The mini classifier, built once for the module.
+fn mini() -> &'static Classifier {
+    static C: OnceLock<Classifier> = OnceLock::new();
+    C.get_or_init(|| classifier(&fixture("mini")))
+}
+
+fn classify(text: &str) -> minsheng_core::Decision {
+    mini().classify(&call(text))
+}
+
+fn fired(d: &minsheng_core::Decision) -> Vec<&str> {
+    d.fired.iter().map(|f| f.id.as_str()).collect()
+}
+
+#[test]
+fn a_weapon_token_fires_police_with_its_span() {
+    let d = classify("邻居吵架，他拿刀了");
+    assert_eq!(d.destination, "police");
+    assert_eq!(d.urgency, Urgency::Critical);
+    let rule = &d.fired[0];
+    assert_eq!(rule.id, "police.danger");
+    let spans: Vec<(&str, &str, MatchKind, usize, usize)> = rule
+        .matches
+        .iter()
+        .map(|m| {
+            (
+                m.condition.as_str(),
+                m.text.as_str(),
+                m.kind,
+                m.start,
+                m.end,
+            )
+        })
+        .collect();
+    // "拿刀" by the pattern and "刀" as a token, both through @danger ⊃ @weapon.
+    assert_eq!(
+        spans,
+        [
+            ("@danger", "拿刀", MatchKind::Regex, 6, 8),
+            ("@danger", "刀", MatchKind::Token, 7, 8)
+        ]
+    );
+    assert_eq!(d.normalized_text, "邻居吵架,他拿刀了");
+}
+
+#[test]
+fn a_phrase_across_tokens_matches_on_the_text() {
+    let d = classify("他手里拿着切菜的大刀在楼道里");
+    assert_eq!(d.destination, "police");
+    assert!(
+        d.fired[0]
+            .matches
+            .iter()
+            .any(|m| m.kind == MatchKind::Phrase && m.text == "切菜的大刀"),
+        "{:?}",
+        d.fired
+    );
+}
+
+#[test]
+fn a_keyword_inside_a_longer_token_does_not_match() {
+    // 刀削面 is one token: the token 刀 is not there.
+    let d = classify("楼下新开的刀削面馆排队的人很多");
+    assert_ne!(d.destination, "police", "{:?}", d.fired);
+}
+
+#[test]
+fn negation_cancels_a_nearby_keyword_and_is_explained() {
+    let d = classify("两个人在路边吵，没人受伤");
+    assert_ne!(d.destination, "police", "{:?}", d.fired);
+    assert_eq!(d.negated.len(), 1);
+    assert_eq!(
+        (d.negated[0].text.as_str(), d.negated[0].negator.as_str()),
+        ("受伤", "没人")
+    );
+}
+
+#[test]
+fn negation_does_not_cross_a_clause_break() {
+    let d = classify("刚才没注意，现在有人受伤了");
+    assert_eq!(d.destination, "police");
+    assert!(d.negated.is_empty());
+}
+
+#[test]
+fn negation_reaches_only_its_window() {
+    // 没 is more than three tokens before 流血.
+    let d = classify("我没想到他会这样打得我流血");
+    assert_eq!(d.destination, "police", "{:?}", d.negated);
+}
+
+#[test]
+fn escalation_beats_de_escalation_by_precedence() {
+    let d = classify("本来只是吵架，现在他拿了根铁棍");
+    assert_eq!(d.destination, "police");
+    assert_eq!(fired(&d), ["police.danger", "township.quarrel-now"]);
+    let township = d
+        .scores
+        .iter()
+        .find(|s| s.destination == "township")
+        .unwrap();
+    assert_eq!(township.score, 1.0);
+}
+
+#[test]
+fn all_needs_every_condition() {
+    assert_eq!(classify("他们现在在楼下吵架").destination, "township");
+    let d = classify("他们昨天吵架了");
+    assert_eq!(d.destination, "hotline_12345");
+    assert!(d.needs_review, "nothing fired: the fallback flags review");
+}
+
+#[test]
+fn none_vetoes_a_rule() {
+    let d = classify("孩子拿着玩具刀在玩");
+    assert_ne!(d.destination, "police", "{:?}", d.fired);
+}
+
+#[test]
+fn a_negative_weight_pulls_a_destination_under_its_threshold() {
+    let d = classify("上个月他们在楼道里吵，现在还在吵");
+    assert_eq!(d.destination, "hotline_12345");
+    assert_eq!(fired(&d), ["township.quarrel-now", "hotline.not-now"]);
+}
+
+#[test]
+fn nothing_fired_goes_to_the_fallback_for_review_never_police() {
+    let d = classify("你好，我想问一下");
+    assert_eq!(d.destination, "hotline_12345");
+    assert!(d.needs_review);
+    assert_eq!(d.confidence, 0.0);
+    assert!(d.fired.is_empty());
+}
+
+#[test]
+fn a_weak_rule_routes_to_police_and_asks_for_review() {
+    let d = classify("门口有人打架");
+    assert_eq!(d.destination, "police");
+    assert!(d.needs_review);
+    assert_eq!(d.urgency, Urgency::Urgent);
+}
+
+#[test]
+fn traditional_and_full_width_text_is_normalised_first() {
+    let d = classify("鄰居現在在吵架，他拿了一把菜刀！");
+    assert_eq!(d.destination, "police");
+    assert_eq!(d.normalized_text, "邻居现在在吵架,他拿了一把菜刀!");
+}
+
+#[test]
+fn township_calls_queue_by_township_and_record_the_transfer() {
+    let c = mini();
+    let placed = c.classify(&Call {
+        location: Some("桐乡市乌镇镇石佛南路".into()),
+        ..call("楼上现在在吵架")
+    });
+    assert_eq!(placed.destination, "township");
+    assert_eq!(placed.queue, "township.330483100");
+    assert_eq!(
+        placed.township.as_ref().map(|t| t.code.as_str()),
+        Some("330483100")
+    );
+    assert_eq!(
+        placed.transfer.as_ref().map(|t| t.label.as_str()),
+        Some("110→基层")
+    );
+
+    let unplaced = c.classify(&call("楼上现在在吵架"));
+    assert_eq!(
+        unplaced.destination, "township",
+        "a missing address never changes the destination"
+    );
+    assert_eq!(unplaced.queue, "township.unassigned");
+
+    let own = c.classify(&Call {
+        hotline: Hotline::Gov12345,
+        ..call("社保怎么交")
+    });
+    assert_eq!(own.destination, "hotline_12345");
+    assert!(
+        own.transfer.is_none(),
+        "a 12345 call kept by 12345 is no transfer"
+    );
+    let to_police = c.classify(&Call {
+        hotline: Hotline::Gov12345,
+        ..call("有人拿刀")
+    });
+    assert_eq!(
+        to_police.transfer.as_ref().map(|t| t.label.as_str()),
+        Some("12345→110")
+    );
+}
+
+#[test]
+fn the_decision_carries_scores_version_and_confidence() {
+    let c = mini();
+    let d = c.classify(&call("有人拿刀，还有人要起诉"));
+    let scores: Vec<(&str, f64)> = d
+        .scores
+        .iter()
+        .map(|s| (s.destination.as_str(), s.score))
+        .collect();
+    assert_eq!(
+        scores,
+        [
+            ("police", 2.0),
+            ("court", 1.0),
+            ("township", 0.0),
+            ("hotline_12345", 0.0)
+        ]
+    );
+    assert_eq!(d.rules_version, c.rules().version);
+    assert_eq!(d.rules_version.len(), 64);
+    // (1 - e^-2) * 2/3
+    assert!((d.confidence - 0.576).abs() < 0.001, "{}", d.confidence);
+    assert_eq!(d.id.as_deref(), Some("t-1"));
+}
+
+#[test]
+fn the_split_keyword_lint_names_the_dictionary_fix() {
+    let lint: Vec<String> = mini().lint().iter().map(|d| d.to_string()).collect();
+    assert_eq!(
+        lint,
+        Vec::<String>::new(),
+        "the mini set keeps its keywords whole"
+    );
+    let dir = tempdir_with_rule(
+        "[[rule]]\nid = \"x.split\"\ndescription = \"d\"\ndestination = \"police\"\ncategory = \"c\"\nurgency = \"urgent\"\nall = [\"拿刀砍人\"]\n",
+    );
+    let c = classifier(dir.path());
+    let lint: Vec<String> = c.lint().iter().map(|d| d.to_string()).collect();
+    assert_eq!(lint.len(), 2, "{lint:#?}");
+    assert!(lint[0].ends_with("R101: keyword `拿刀砍人` is cut into 拿/刀/砍/人 by the segmenter, so it never matches as a token"), "{}", lint[0]);
+    assert!(
+        lint[1].contains("R008: rule `x.split` can never fire"),
+        "{}",
+        lint[1]
+    );
+}
+
+/// A copy of the mini fixture with one extra rule file.
+fn tempdir_with_rule(extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture("mini")).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(dir.path().join("extra.toml"), extra).unwrap();
+    dir
+}

@@ -1,0 +1,9 @@
+//! minsheng's integration tests: one binary, a module per area.
+
+mod it {
+    pub mod cli;
+    pub mod default_rules;
+    pub mod engine;
+    pub mod rules_check;
+    pub mod support;
+}
