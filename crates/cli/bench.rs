@@ -51,6 +51,11 @@ pub fn run(dir: Option<&Path>, corpus: Option<&Path>, seconds: f64) -> anyhow::R
             black_box(segmenter.cut(black_box(&c.text)));
         }
     });
+    let norm = measure(seconds, || {
+        for c in &calls {
+            black_box(minsheng_classify::normalize(black_box(&c.text)));
+        }
+    });
     let full = measure(seconds, || {
         for c in &calls {
             black_box(classifier.classify(black_box(c)));
@@ -70,6 +75,11 @@ pub fn run(dir: Option<&Path>, corpus: Option<&Path>, seconds: f64) -> anyhow::R
         "segmentation    {:>9.0} calls/s  ({:.1} µs a call)",
         n / seg,
         seg / n * 1e6
+    );
+    println!(
+        "normalisation   {:>9.0} calls/s  ({:.1} µs a call, part of classification)",
+        n / norm,
+        norm / n * 1e6
     );
     println!(
         "classification  {:>9.0} calls/s  ({:.1} µs a call)",

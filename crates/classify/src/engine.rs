@@ -9,7 +9,8 @@ use minsheng_core::{
 };
 use minsheng_geo::Gazetteer;
 use minsheng_rules::{Code, Condition, Diagnostic, Location, RuleSet, TermKind};
-use regex::{Regex, RegexSet};
+use regex_automata::meta::Regex as MetaRegex;
+use regex_automata::{Anchored, Input};
 
 use crate::normalize::normalize;
 use crate::segment::{Segmenter, Token};
@@ -34,13 +35,20 @@ struct Matcher {
     terms: Vec<TermInfo>,
     tokens: HashMap<String, usize>,
     phrases: AhoCorasick,
-    phrase_terms: Vec<usize>,
-    regex_set: RegexSet,
-    regexes: Vec<(Regex, usize)>,
+    /// automaton pattern → what its match means
+    phrase_targets: Vec<Target>,
+    /// the patterns that are real regular expressions, with their term
+    regexes: Vec<(MetaRegex, usize)>,
+    /// regexes that have no finite set of prefixes, so always run
+    always_run: Vec<usize>,
     /// term id → the lists that hold it
     term_lists: Vec<Vec<usize>>,
     /// rule index → (any, all, none)
     rule_conds: Vec<[Vec<Cond>; 3]>,
+    /// term id → rules that name it directly in `any`/`all`
+    term_rules: Vec<Vec<usize>>,
+    /// list index → rules that name it in `any`/`all`
+    list_rules: Vec<Vec<usize>>,
     negators: HashMap<String, ()>,
 }
 
@@ -174,62 +182,64 @@ impl Classifier {
     ) -> Decision {
         let rules = &self.rules;
         let m = &self.matcher;
-        // Valid (counting) hits by term and by list, for negatable and non-negatable rules.
-        let mut by_term: HashMap<usize, Vec<usize>> = HashMap::new();
-        let mut by_list: HashMap<usize, Vec<usize>> = HashMap::new();
-        for (i, h) in hits.iter().enumerate() {
-            by_term.entry(h.term).or_default().push(i);
+        // Which terms and lists have a hit: VALID when one is not negated,
+        // ANY when there is any (non-negatable rules count negated hits).
+        const VALID: u8 = 1;
+        const ANY: u8 = 2;
+        let mut term_flags = vec![0u8; m.terms.len()];
+        let mut list_flags = vec![0u8; m.list_rules.len()];
+        let mut candidates = Vec::new();
+        for h in hits {
+            let f = if h.negated_by.is_none() {
+                VALID | ANY
+            } else {
+                ANY
+            };
+            term_flags[h.term] |= f;
+            candidates.extend_from_slice(&m.term_rules[h.term]);
             for &l in &m.term_lists[h.term] {
-                by_list.entry(l).or_default().push(i);
+                list_flags[l] |= f;
+                candidates.extend_from_slice(&m.list_rules[l]);
             }
         }
-        let empty = Vec::new();
-        let cond_hits = |c: Cond, negatable: bool| -> Vec<usize> {
-            let all = match c {
-                Cond::List(l) => by_list.get(&l).unwrap_or(&empty),
-                Cond::Term(t) => by_term.get(&t).unwrap_or(&empty),
-            };
-            all.iter()
-                .copied()
-                .filter(|&i| !negatable || hits[i].negated_by.is_none())
-                .collect()
+        // Only rules with a hit on a positive condition can fire; keep rule order.
+        candidates.sort_unstable();
+        candidates.dedup();
+        let holds = |c: Cond, negatable: bool| {
+            let need = if negatable { VALID } else { ANY };
+            match c {
+                Cond::List(l) => list_flags[l] & need != 0,
+                Cond::Term(t) => term_flags[t] & need != 0,
+            }
+        };
+        let cond_hits = |c: Cond, negatable: bool| {
+            hits.iter().enumerate().filter_map(move |(i, h)| {
+                let counts = !negatable || h.negated_by.is_none();
+                let belongs = match c {
+                    Cond::List(l) => m.term_lists[h.term].contains(&l),
+                    Cond::Term(t) => h.term == t,
+                };
+                (counts && belongs).then_some(i)
+            })
         };
 
         let char_of = CharIndex::new(text);
         let mut fired = Vec::new();
         let mut scores = vec![0.0f64; rules.destinations.len()];
-        for (ri, rule) in rules.rules.iter().enumerate() {
+        for ri in candidates {
+            let rule = &rules.rules[ri];
+            let neg = rule.negatable;
             let [any, all, none] = &m.rule_conds[ri];
-            if none
-                .iter()
-                .any(|&c| !cond_hits(c, rule.negatable).is_empty())
+            if none.iter().any(|&c| holds(c, neg))
+                || !all.iter().all(|&c| holds(c, neg))
+                || (!any.is_empty() && !any.iter().any(|&c| holds(c, neg)))
             {
                 continue;
             }
             let mut evidence = Vec::new();
-            let mut ok = true;
-            for (ci, &c) in all.iter().enumerate() {
-                let hs = cond_hits(c, rule.negatable);
-                if hs.is_empty() {
-                    ok = false;
-                    break;
-                }
-                evidence.extend(hs.into_iter().map(|h| (rule.all[ci].display(), h)));
-            }
-            if !ok {
-                continue;
-            }
-            if !any.is_empty() {
-                let before = evidence.len();
-                for (ci, &c) in any.iter().enumerate() {
-                    evidence.extend(
-                        cond_hits(c, rule.negatable)
-                            .into_iter()
-                            .map(|h| (rule.any[ci].display(), h)),
-                    );
-                }
-                if evidence.len() == before {
-                    continue;
+            for (conds, written) in [(all, &rule.all), (any, &rule.any)] {
+                for (ci, &c) in conds.iter().enumerate() {
+                    evidence.extend(cond_hits(c, neg).map(|h| (written[ci].display(), h)));
                 }
             }
             scores[rule.destination] += rule.weight;
@@ -403,6 +413,68 @@ fn build_gazetteer(rules: &RuleSet) -> Result<Gazetteer, BuildError> {
     })
 }
 
+/// The strings a pattern matches, when it matches only a small finite set
+/// of them (`(吹|刮)倒` → 吹倒, 刮倒); `None` for anything else.
+fn exact_literals(pattern: &str) -> Option<Vec<String>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
+    let mut extractor = Extractor::new();
+    extractor.kind(ExtractKind::Prefix).limit_total(500);
+    let seq = extractor.extract(&hir);
+    if !seq.is_exact() {
+        return None;
+    }
+    let literals = seq.literals()?;
+    if literals.is_empty() || literals.iter().any(|l| l.as_bytes().is_empty()) {
+        return None;
+    }
+    literals
+        .iter()
+        .map(|l| String::from_utf8(l.as_bytes().to_vec()).ok())
+        .collect()
+}
+
+/// The finite set of strings every match of a pattern starts with, or
+/// `None` when there is no such small set (a pattern that may start with
+/// any character).
+fn prefix_literals(pattern: &str) -> Option<Vec<String>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
+    let mut extractor = Extractor::new();
+    extractor.kind(ExtractKind::Prefix).limit_total(500);
+    let mut seq = extractor.extract(&hir);
+    // Shorter prefixes are fine: they only make the gate open more often.
+    seq.keep_first_bytes(9);
+    seq.dedup();
+    let literals = seq.literals()?;
+    if literals.is_empty() {
+        return None;
+    }
+    let mut out = Vec::new();
+    for l in literals {
+        let bytes = l.as_bytes();
+        // Cut back to a character boundary; an empty prefix gates nothing.
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).ok()?,
+        };
+        if text.is_empty() {
+            return None;
+        }
+        out.push(text.to_owned());
+    }
+    Some(out)
+}
+
+/// What a match of the phrase automaton means.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// A hit of this term.
+    Term(usize),
+    /// This regex may match here: run it.
+    Regex(usize),
+}
+
 /// Byte offset → character offset, for one text.
 struct CharIndex {
     /// Byte offsets of each character start, plus the text length.
@@ -427,8 +499,9 @@ impl Matcher {
         let mut ids: HashMap<(MatchKind, String), usize> = HashMap::new();
         let mut tokens = HashMap::new();
         let mut phrase_patterns = Vec::new();
-        let mut phrase_terms = Vec::new();
-        let mut regexes: Vec<(Regex, usize)> = Vec::new();
+        let mut phrase_targets = Vec::new();
+        let mut regexes: Vec<(MetaRegex, usize)> = Vec::new();
+        let mut always_run = Vec::new();
         let mut intern = |term: &minsheng_rules::Term| -> usize {
             let (kind, text) = match &term.kind {
                 TermKind::Token(t) => (MatchKind::Token, t.clone()),
@@ -445,9 +518,35 @@ impl Matcher {
                 }
                 TermKind::Phrase(p) => {
                     phrase_patterns.push(p.clone());
-                    phrase_terms.push(id);
+                    phrase_targets.push(Target::Term(id));
                 }
-                TermKind::Regex(r) => regexes.push((r.clone(), id)),
+                TermKind::Regex(r) => match exact_literals(r.as_str()) {
+                    // A pattern that only spells out a finite set of
+                    // strings runs as phrases, in the one automaton.
+                    Some(literals) => {
+                        for literal in literals {
+                            phrase_patterns.push(literal);
+                            phrase_targets.push(Target::Term(id));
+                        }
+                    }
+                    None => {
+                        // Run the pattern only when the automaton has seen
+                        // one of the prefixes it must start with.
+                        let index = regexes.len();
+                        let meta = MetaRegex::new(r.as_str())
+                            .expect("the rule compiler accepted this pattern");
+                        regexes.push((meta, id));
+                        match prefix_literals(r.as_str()) {
+                            Some(prefixes) => {
+                                for prefix in prefixes {
+                                    phrase_patterns.push(prefix);
+                                    phrase_targets.push(Target::Regex(index));
+                                }
+                            }
+                            None => always_run.push(index),
+                        }
+                    }
+                },
             }
             ids.insert((kind, text.clone()), id);
             terms.push(TermInfo { text, kind });
@@ -466,7 +565,7 @@ impl Matcher {
                 })
                 .collect()
         };
-        let rule_conds = rules
+        let rule_conds: Vec<[Vec<Cond>; 3]> = rules
             .rules
             .iter()
             .map(|r| {
@@ -477,6 +576,19 @@ impl Matcher {
                 ]
             })
             .collect();
+        let mut term_rules = vec![Vec::new(); terms.len()];
+        let mut list_rules = vec![Vec::new(); rules.lists.len()];
+        for (ri, [any, all, _]) in rule_conds.iter().enumerate() {
+            for c in any.iter().chain(all) {
+                let slot = match *c {
+                    Cond::List(l) => &mut list_rules[l],
+                    Cond::Term(t) => &mut term_rules[t],
+                };
+                if slot.last() != Some(&ri) {
+                    slot.push(ri);
+                }
+            }
+        }
         let mut term_lists = vec![Vec::new(); terms.len()];
         for (l, members) in list_members.iter().enumerate() {
             for &t in members {
@@ -485,10 +597,18 @@ impl Matcher {
                 }
             }
         }
-        let phrases = AhoCorasick::new(&phrase_patterns)
+        tracing::debug!(
+            terms = terms.len(),
+            automaton_patterns = phrase_patterns.len(),
+            regexes = regexes.len(),
+            always_run = always_run.len(),
+            "compiled the matcher"
+        );
+        // A DFA: more memory at start-up, the fastest overlapping search.
+        let phrases = AhoCorasick::builder()
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+            .build(&phrase_patterns)
             .expect("phrase automaton: patterns are plain strings");
-        let regex_set = RegexSet::new(regexes.iter().map(|(r, _)| r.as_str()))
-            .expect("each pattern compiled alone");
         let negators = rules
             .negation
             .negators
@@ -499,11 +619,13 @@ impl Matcher {
             terms,
             tokens,
             phrases,
-            phrase_terms,
-            regex_set,
+            phrase_targets,
             regexes,
+            always_run,
             term_lists,
             rule_conds,
+            term_rules,
+            list_rules,
             negators,
         }
     }
@@ -527,26 +649,42 @@ impl Matcher {
                 .partition_point(|t| t.byte_end <= byte)
                 .min(tokens.len().saturating_sub(1))
         };
+        // Phrases, and the places where a gated regex may start.
+        let mut starts: Vec<(usize, usize)> = Vec::new();
         for m in self.phrases.find_overlapping_iter(text) {
-            let term = self.phrase_terms[m.pattern().as_usize()];
+            match self.phrase_targets[m.pattern().as_usize()] {
+                Target::Term(term) => hits.push(Hit {
+                    term,
+                    byte_start: m.start(),
+                    byte_end: m.end(),
+                    token: token_at(m.start()),
+                    negated_by: None,
+                }),
+                Target::Regex(r) => starts.push((r, m.start())),
+            }
+        }
+        starts.sort_unstable();
+        starts.dedup();
+        let mut regex_hit = |r: usize, m: regex_automata::Match| {
             hits.push(Hit {
-                term,
+                term: self.regexes[r].1,
                 byte_start: m.start(),
                 byte_end: m.end(),
                 token: token_at(m.start()),
                 negated_by: None,
             });
+        };
+        // A gated regex runs anchored at each place its prefix was seen,
+        // which costs a few bytes of search, not a pass over the text.
+        for (r, at) in starts {
+            let input = Input::new(text).range(at..).anchored(Anchored::Yes);
+            if let Some(m) = self.regexes[r].0.search(&input) {
+                regex_hit(r, m);
+            }
         }
-        for idx in self.regex_set.matches(text).iter() {
-            let (re, term) = &self.regexes[idx];
-            for m in re.find_iter(text) {
-                hits.push(Hit {
-                    term: *term,
-                    byte_start: m.start(),
-                    byte_end: m.end(),
-                    token: token_at(m.start()),
-                    negated_by: None,
-                });
+        for &r in &self.always_run {
+            for m in self.regexes[r].0.find_iter(text) {
+                regex_hit(r, m);
             }
         }
         let window = rules.negation.window;
