@@ -137,6 +137,26 @@ fn none_vetoes_a_rule() {
 }
 
 #[test]
+fn unless_cancels_only_the_hits_it_covers() {
+    assert_eq!(classify("他又在打她").destination, "police");
+    let phone = classify("我打她电话没人接");
+    assert_ne!(phone.destination, "police", "{:?}", phone.fired);
+    let both = classify("我打她电话，她说他在打她");
+    assert_eq!(both.destination, "police");
+    let hit = &both
+        .fired
+        .iter()
+        .find(|f| f.id == "police.hit")
+        .unwrap()
+        .matches;
+    assert_eq!(
+        hit.iter().map(|m| m.start).collect::<Vec<_>>(),
+        [10],
+        "only the hit outside the phone call counts"
+    );
+}
+
+#[test]
 fn a_negative_weight_pulls_a_destination_under_its_threshold() {
     let d = classify("上个月他们在楼道里吵，现在还在吵");
     assert_eq!(d.destination, "hotline_12345");

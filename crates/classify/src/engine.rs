@@ -43,8 +43,8 @@ struct Matcher {
     always_run: Vec<usize>,
     /// term id → the lists that hold it
     term_lists: Vec<Vec<usize>>,
-    /// rule index → (any, all, none)
-    rule_conds: Vec<[Vec<Cond>; 3]>,
+    /// rule index → (any, all, none, unless)
+    rule_conds: Vec<[Vec<Cond>; 4]>,
     /// term id → rules that name it directly in `any`/`all`
     term_rules: Vec<Vec<usize>>,
     /// list index → rules that name it in `any`/`all`
@@ -212,15 +212,9 @@ impl Classifier {
                 Cond::Term(t) => term_flags[t] & need != 0,
             }
         };
-        let cond_hits = |c: Cond, negatable: bool| {
-            hits.iter().enumerate().filter_map(move |(i, h)| {
-                let counts = !negatable || h.negated_by.is_none();
-                let belongs = match c {
-                    Cond::List(l) => m.term_lists[h.term].contains(&l),
-                    Cond::Term(t) => h.term == t,
-                };
-                (counts && belongs).then_some(i)
-            })
+        let belongs = |c: Cond, h: &Hit| match c {
+            Cond::List(l) => m.term_lists[h.term].contains(&l),
+            Cond::Term(t) => h.term == t,
         };
 
         let char_of = CharIndex::new(text);
@@ -229,17 +223,45 @@ impl Classifier {
         for ri in candidates {
             let rule = &rules.rules[ri];
             let neg = rule.negatable;
-            let [any, all, none] = &m.rule_conds[ri];
-            if none.iter().any(|&c| holds(c, neg))
-                || !all.iter().all(|&c| holds(c, neg))
-                || (!any.is_empty() && !any.iter().any(|&c| holds(c, neg)))
+            let [any, all, none, unless] = &m.rule_conds[ri];
+            if none.iter().any(|&c| holds(c, neg)) {
+                continue;
+            }
+            // Spans the rule's `unless` entries cover: hits inside them do
+            // not count for this rule.
+            let masks: Vec<(usize, usize)> = hits
+                .iter()
+                .filter(|h| unless.iter().any(|&u| belongs(u, h)))
+                .map(|h| (h.byte_start, h.byte_end))
+                .collect();
+            let counts = |h: &Hit| {
+                (!neg || h.negated_by.is_none())
+                    && !masks
+                        .iter()
+                        .any(|&(s, e)| h.byte_start < e && s < h.byte_end)
+            };
+            let cond_hits = |c: Cond| {
+                hits.iter()
+                    .enumerate()
+                    .filter(move |(_, h)| belongs(c, h) && counts(h))
+                    .map(|(i, _)| i)
+            };
+            let holds_here = |c: Cond| {
+                if masks.is_empty() {
+                    holds(c, neg)
+                } else {
+                    cond_hits(c).next().is_some()
+                }
+            };
+            if !all.iter().all(|&c| holds_here(c))
+                || (!any.is_empty() && !any.iter().any(|&c| holds_here(c)))
             {
                 continue;
             }
             let mut evidence = Vec::new();
             for (conds, written) in [(all, &rule.all), (any, &rule.any)] {
                 for (ci, &c) in conds.iter().enumerate() {
-                    evidence.extend(cond_hits(c, neg).map(|h| (written[ci].display(), h)));
+                    evidence.extend(cond_hits(c).map(|h| (written[ci].display(), h)));
                 }
             }
             scores[rule.destination] += rule.weight;
@@ -565,7 +587,7 @@ impl Matcher {
                 })
                 .collect()
         };
-        let rule_conds: Vec<[Vec<Cond>; 3]> = rules
+        let rule_conds: Vec<[Vec<Cond>; 4]> = rules
             .rules
             .iter()
             .map(|r| {
@@ -573,12 +595,13 @@ impl Matcher {
                     compile_conds(&r.any),
                     compile_conds(&r.all),
                     compile_conds(&r.none),
+                    compile_conds(&r.unless),
                 ]
             })
             .collect();
         let mut term_rules = vec![Vec::new(); terms.len()];
         let mut list_rules = vec![Vec::new(); rules.lists.len()];
-        for (ri, [any, all, _]) in rule_conds.iter().enumerate() {
+        for (ri, [any, all, _, _]) in rule_conds.iter().enumerate() {
             for c in any.iter().chain(all) {
                 let slot = match *c {
                     Cond::List(l) => &mut list_rules[l],

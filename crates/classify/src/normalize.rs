@@ -7,9 +7,44 @@
 /// ```
 /// assert_eq!(minsheng_classify::normalize("報案：ＡＢ１２３，電動車"), "报案:AB123,电动车");
 /// ```
+/// Personal numbers are masked here, before anything else sees the text:
+/// mobile numbers keep their first three and last four digits
+/// (`138****0000`), and longer runs of digits (identity and bank card
+/// numbers) keep their first and last four. No rule needs the hidden
+/// digits, and every decision, explanation and export then carries the
+/// masked form only.
 pub fn normalize(text: &str) -> String {
     let folded: String = text.chars().map(fold_width).collect();
-    zhconv::zhconv(&folded, zhconv::Variant::ZhHans)
+    mask_numbers(&zhconv::zhconv(&folded, zhconv::Variant::ZhHans))
+}
+
+/// Masks mobile numbers and long digit runs (see [`normalize`]).
+fn mask_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        let n = run.len();
+        let masked = if n == 11 && run.starts_with('1') {
+            format!("{}****{}", &run[..3], &run[7..])
+        } else if n >= 15 {
+            format!("{}{}{}", &run[..4], "*".repeat(n - 8), &run[n - 4..])
+        } else {
+            std::mem::take(run)
+        };
+        out.push_str(&masked);
+        run.clear();
+    };
+    for c in text.chars() {
+        // An identity number may end in X.
+        if c.is_ascii_digit() || (c == 'X' && run.len() == 17) {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
 }
 
 /// Folds one full-width character (U+FF01–U+FF5E, U+3000) to ASCII.
@@ -35,6 +70,19 @@ mod tests {
             normalize("我想問一下共享法庭可以線上立案嗎"),
             "我想问一下共享法庭可以线上立案吗"
         );
+    }
+
+    #[test]
+    fn personal_numbers_are_masked_and_amounts_are_not() {
+        assert_eq!(
+            normalize("我电话13812345678，身份证33040219800101123X，卡号6222021234567890123"),
+            "我电话138****5678,身份证3304**********123X,卡号6222***********0123"
+        );
+        assert_eq!(
+            normalize("转了38000元，车牌浙F12345，1381234567"),
+            "转了38000元,车牌浙F12345,1381234567"
+        );
+        assert_eq!(normalize("１３８１２３４５６７８"), "138****5678");
     }
 
     #[test]

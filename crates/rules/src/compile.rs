@@ -629,6 +629,7 @@ impl Compiler {
         let any = self.conditions(file, &raw.any, lists, list_index, used);
         let all = self.conditions(file, &raw.all, lists, list_index, used);
         let none = self.conditions(file, &raw.none, lists, list_index, used);
+        let unless = self.conditions(file, &raw.unless, lists, list_index, used);
         if raw.any.is_empty() && raw.all.is_empty() {
             self.error(
                 Code::NeverFires,
@@ -661,6 +662,7 @@ impl Compiler {
             any,
             all,
             none,
+            unless,
             location,
         })
     }

@@ -246,6 +246,9 @@ pub struct Rule {
     pub all: Vec<Condition>,
     /// None may match.
     pub none: Vec<Condition>,
+    /// A hit of `any`/`all` that overlaps a hit of one of these does not
+    /// count: local exclusions (打她 inside 打她电话).
+    pub unless: Vec<Condition>,
     /// Where its id was written.
     pub location: Location,
 }

@@ -84,6 +84,8 @@ pub struct RawRule {
     pub all: Vec<Spanned<RawTerm>>,
     #[serde(default)]
     pub none: Vec<Spanned<RawTerm>>,
+    #[serde(default)]
+    pub unless: Vec<Spanned<RawTerm>>,
 }
 
 fn yes() -> bool {
