@@ -164,6 +164,30 @@ fn a_negative_weight_pulls_a_destination_under_its_threshold() {
 }
 
 #[test]
+fn rules_on_one_situation_do_not_add_up_but_counter_evidence_counts() {
+    let d = classify("现在楼上在吵架，吵死了");
+    let township = d
+        .scores
+        .iter()
+        .find(|s| s.destination == "township")
+        .unwrap();
+    assert_eq!(
+        township.score, 1.0,
+        "the strongest rule counts, not the sum of two"
+    );
+    assert_eq!(d.destination, "township");
+    let past = classify("上个月开始楼上就吵，现在还在吵，吵死了");
+    assert_eq!(
+        fired(&past),
+        ["township.quarrel-now", "hotline.not-now", "township.noise"]
+    );
+    assert_eq!(
+        past.destination, "hotline_12345",
+        "1 (strongest) - 1 (counter-evidence) is under the threshold"
+    );
+}
+
+#[test]
 fn nothing_fired_goes_to_the_fallback_for_review_never_police() {
     let d = classify("你好，我想问一下");
     assert_eq!(d.destination, "hotline_12345");

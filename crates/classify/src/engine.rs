@@ -219,7 +219,11 @@ impl Classifier {
 
         let char_of = CharIndex::new(text);
         let mut fired = Vec::new();
+        // A destination's score is its strongest positive evidence plus
+        // every negative weight: several rules naming one situation do not
+        // add up, counter-evidence always counts.
         let mut scores = vec![0.0f64; rules.destinations.len()];
+        let mut strongest = vec![0.0f64; rules.destinations.len()];
         for ri in candidates {
             let rule = &rules.rules[ri];
             let neg = rule.negatable;
@@ -264,7 +268,11 @@ impl Classifier {
                     evidence.extend(cond_hits(c).map(|h| (written[ci].display(), h)));
                 }
             }
-            scores[rule.destination] += rule.weight;
+            if rule.weight > 0.0 {
+                strongest[rule.destination] = strongest[rule.destination].max(rule.weight);
+            } else {
+                scores[rule.destination] += rule.weight;
+            }
             let mut matches: Vec<Match> = evidence
                 .into_iter()
                 .map(|(cond, h)| {
@@ -296,6 +304,9 @@ impl Classifier {
             });
         }
 
+        for (score, best) in scores.iter_mut().zip(&strongest) {
+            *score += best;
+        }
         let chosen = rules
             .destinations
             .iter()
