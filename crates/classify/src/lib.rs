@@ -15,11 +15,12 @@
 //! The one design decision that shapes it: destinations, precedence and
 //! words are all data in the rule set; this crate has no domain words.
 //!
-//! ```no_run
+//! ```
 //! use minsheng_classify::Classifier;
 //! use minsheng_core::{Call, Hotline};
 //!
-//! let files = minsheng_rules::read_dir("rules".as_ref()).unwrap();
+//! let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../rules");
+//! let files = minsheng_rules::read_dir(dir.as_ref()).unwrap();
 //! let checked = minsheng_rules::compile(files);
 //! let classifier = Classifier::new(checked.rule_set.unwrap()).unwrap();
 //! let call = Call { hotline: Hotline::Gov12345, text: "邻居吵架，他拿刀了".into(), ..Call::default() };
