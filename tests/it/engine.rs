@@ -103,6 +103,25 @@ fn negation_does_not_cross_a_clause_break() {
 }
 
 #[test]
+fn a_mistaken_belief_cancels_the_rest_of_its_clause_only() {
+    let d = classify("我还以为是有人拿着一把菜刀，原来是雨伞");
+    assert_ne!(d.destination, "police", "{:?}", d.fired);
+    assert!(
+        d.negated.iter().all(|n| n.negator == "以为"),
+        "{:?}",
+        d.negated
+    );
+    // Beyond the window of an ordinary negator, still in the clause.
+    assert!(
+        d.negated.iter().any(|n| n.text == "菜刀"),
+        "{:?}",
+        d.negated
+    );
+    let d = classify("我以为他开玩笑，结果他真拿了把菜刀");
+    assert_eq!(d.destination, "police", "the next clause is not a belief");
+}
+
+#[test]
 fn negation_reaches_only_its_window() {
     // 没 is more than three tokens before 流血.
     let d = classify("我没想到他会这样打得我流血");

@@ -31,6 +31,7 @@
 mod engine;
 pub mod eval;
 pub mod examples;
+mod matcher;
 mod normalize;
 mod segment;
 

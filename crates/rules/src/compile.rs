@@ -329,37 +329,55 @@ impl Compiler {
                 format!("negation window must be 1 to 10 tokens, not {window}"),
             );
         }
-        let Some(name) = n.negators.get_ref().strip_prefix('@') else {
+        let negators = self.negator_list(file, &n.negators, lists, list_index, used)?;
+        let clause_negators = match &n.clause_negators {
+            Some(name) => self.negator_list(file, name, lists, list_index, used)?,
+            None => Vec::new(),
+        };
+        Some(Negation {
+            negators,
+            clause_negators,
+            window: window.clamp(1, 10) as usize,
+            clause_breaks: n.clause_breaks.chars().collect(),
+        })
+    }
+
+    /// The tokens of the list a negation setting names (`"@negator"`).
+    fn negator_list(
+        &mut self,
+        file: &Arc<SourceFile>,
+        name: &Spanned<String>,
+        lists: &[WordList],
+        list_index: &HashMap<String, usize>,
+        used: &mut HashSet<usize>,
+    ) -> Option<Vec<String>> {
+        let Some(bare) = name.get_ref().strip_prefix('@') else {
             self.error(
                 Code::Settings,
-                loc(file, &n.negators),
-                "negators must name a list: \"@negator\"",
+                loc(file, name),
+                "a negation setting must name a list: \"@negator\"",
             );
             return None;
         };
-        let Some(&index) = list_index.get(name) else {
+        let Some(&index) = list_index.get(bare) else {
             self.error(
                 Code::UnknownList,
-                loc(file, &n.negators),
-                format!("unknown list `@{name}`"),
+                loc(file, name),
+                format!("unknown list `@{bare}`"),
             );
             return None;
         };
         used.insert(index);
-        let mut negators = Vec::new();
+        let mut words = Vec::new();
         for term in &lists[index].terms {
             match &term.kind {
-                TermKind::Token(t) => negators.push(t.clone()),
+                TermKind::Token(t) => words.push(t.clone()),
                 _ => {
                     self.error(Code::Settings, term.location.clone(), "negators are matched as tokens: write plain words, not phrases or patterns");
                 }
             }
         }
-        Some(Negation {
-            negators,
-            window: window.clamp(1, 10) as usize,
-            clause_breaks: n.clause_breaks.chars().collect(),
-        })
+        Some(words)
     }
 
     fn list(

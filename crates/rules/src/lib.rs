@@ -138,6 +138,9 @@ pub struct Destination {
 pub struct Negation {
     /// The negating tokens.
     pub negators: Vec<String>,
+    /// Tokens that cancel every keyword after them to the end of their
+    /// clause, however far ("以为是什么东西炸了": a mistaken belief).
+    pub clause_negators: Vec<String>,
     /// How many tokens before a keyword a negator reaches.
     pub window: usize,
     /// Characters that end a clause; negation never crosses them.

@@ -24,6 +24,8 @@ pub struct RawSettings {
 #[serde(deny_unknown_fields)]
 pub struct RawNegation {
     pub negators: Spanned<String>,
+    #[serde(default)]
+    pub clause_negators: Option<Spanned<String>>,
     pub window: Spanned<i64>,
     pub clause_breaks: String,
 }

@@ -1,0 +1,376 @@
+//! The matcher: every keyword, phrase and pattern of a rule set compiled
+//! into one token table and one Aho-Corasick automaton; regular
+//! expressions run only where the automaton saw a literal they must start
+//! (or end) with. One call costs one pass of each.
+
+use std::collections::{HashMap, HashSet};
+
+use aho_corasick::AhoCorasick;
+use minsheng_core::MatchKind;
+use minsheng_rules::{Condition, RuleSet, TermKind};
+use regex_automata::meta::Regex as MetaRegex;
+use regex_automata::{Anchored, Input};
+use regex_syntax::hir::literal::{ExtractKind, Extractor, Seq};
+
+use crate::segment::Token;
+
+/// A term of the rule set, deduplicated across lists and rules.
+#[derive(Debug)]
+pub(crate) struct TermInfo {
+    pub(crate) text: String,
+    pub(crate) kind: MatchKind,
+}
+
+/// What a rule condition refers to, after compilation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Cond {
+    List(usize),
+    Term(usize),
+}
+
+/// The compiled matcher.
+#[derive(Debug)]
+pub(crate) struct Matcher {
+    pub(crate) terms: Vec<TermInfo>,
+    tokens: HashMap<String, usize>,
+    phrases: AhoCorasick,
+    /// automaton pattern → what its match means
+    phrase_targets: Vec<Target>,
+    /// the patterns that are real regular expressions, with their term
+    regexes: Vec<(MetaRegex, usize)>,
+    /// regexes with neither a finite set of prefixes nor of suffixes: run on every call
+    always_run: Vec<usize>,
+    /// term id → the lists that hold it
+    pub(crate) term_lists: Vec<Vec<usize>>,
+    /// rule index → (any, all, none, unless)
+    pub(crate) rule_conds: Vec<[Vec<Cond>; 4]>,
+    /// term id → rules that name it directly in `any`/`all`
+    pub(crate) term_rules: Vec<Vec<usize>>,
+    /// list index → rules that name it in `any`/`all`
+    pub(crate) list_rules: Vec<Vec<usize>>,
+    negators: HashSet<String>,
+    clause_negators: HashSet<String>,
+}
+
+/// One place in the text where a term matched.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Hit {
+    pub(crate) term: usize,
+    pub(crate) byte_start: usize,
+    pub(crate) byte_end: usize,
+    /// The token that holds the start of the hit.
+    pub(crate) token: usize,
+    /// The negating token, if any.
+    pub(crate) negated_by: Option<usize>,
+}
+
+impl Matcher {
+    pub(crate) fn new(rules: &RuleSet) -> Matcher {
+        let mut terms: Vec<TermInfo> = Vec::new();
+        let mut ids: HashMap<(MatchKind, String), usize> = HashMap::new();
+        let mut tokens = HashMap::new();
+        let mut phrase_patterns = Vec::new();
+        let mut phrase_targets = Vec::new();
+        let mut regexes: Vec<(MetaRegex, usize)> = Vec::new();
+        let mut always_run = Vec::new();
+        let mut regex_sources: Vec<String> = Vec::new();
+        let mut intern = |term: &minsheng_rules::Term| -> usize {
+            let (kind, text) = match &term.kind {
+                TermKind::Token(t) => (MatchKind::Token, t.clone()),
+                TermKind::Phrase(p) => (MatchKind::Phrase, p.clone()),
+                TermKind::Regex(r) => (MatchKind::Regex, r.as_str().to_owned()),
+            };
+            if let Some(&id) = ids.get(&(kind, text.clone())) {
+                return id;
+            }
+            let id = terms.len();
+            match &term.kind {
+                TermKind::Token(t) => {
+                    tokens.insert(t.clone(), id);
+                }
+                TermKind::Phrase(p) => {
+                    phrase_patterns.push(p.clone());
+                    phrase_targets.push(Target::Term(id));
+                }
+                TermKind::Regex(r) => match exact_literals(r.as_str()) {
+                    // A pattern that only spells out a finite set of
+                    // strings runs as phrases, in the one automaton.
+                    Some(literals) => {
+                        for literal in literals {
+                            phrase_patterns.push(literal);
+                            phrase_targets.push(Target::Term(id));
+                        }
+                    }
+                    None => {
+                        // Run the pattern only when the automaton has seen
+                        // one of the prefixes it must start with.
+                        let index = regexes.len();
+                        regex_sources.push(r.as_str().to_owned());
+                        let meta = MetaRegex::new(r.as_str())
+                            .expect("the rule compiler accepted this pattern");
+                        regexes.push((meta, id));
+                        match literals_of(r.as_str(), ExtractKind::Prefix) {
+                            Some(prefixes) => {
+                                for prefix in prefixes {
+                                    phrase_patterns.push(prefix);
+                                    phrase_targets.push(Target::Regex(index));
+                                }
+                            }
+                            // No finite prefix set: run it over the whole
+                            // text, but only once a suffix it must end
+                            // with has been seen.
+                            None => match literals_of(r.as_str(), ExtractKind::Suffix) {
+                                Some(suffixes) => {
+                                    for suffix in suffixes {
+                                        phrase_patterns.push(suffix);
+                                        phrase_targets.push(Target::RegexAnywhere(index));
+                                    }
+                                }
+                                None => always_run.push(index),
+                            },
+                        }
+                    }
+                },
+            }
+            ids.insert((kind, text.clone()), id);
+            terms.push(TermInfo { text, kind });
+            id
+        };
+        let mut list_members: Vec<Vec<usize>> = Vec::new();
+        for list in &rules.lists {
+            list_members.push(list.terms.iter().map(&mut intern).collect());
+        }
+        let mut compile_conds = |conds: &[Condition]| -> Vec<Cond> {
+            conds
+                .iter()
+                .map(|c| match c {
+                    Condition::List { index, .. } => Cond::List(*index),
+                    Condition::Term(t) => Cond::Term(intern(t)),
+                })
+                .collect()
+        };
+        let rule_conds: Vec<[Vec<Cond>; 4]> = rules
+            .rules
+            .iter()
+            .map(|r| {
+                [
+                    compile_conds(&r.any),
+                    compile_conds(&r.all),
+                    compile_conds(&r.none),
+                    compile_conds(&r.unless),
+                ]
+            })
+            .collect();
+        let mut term_rules = vec![Vec::new(); terms.len()];
+        let mut list_rules = vec![Vec::new(); rules.lists.len()];
+        for (ri, [any, all, _, _]) in rule_conds.iter().enumerate() {
+            for c in any.iter().chain(all) {
+                let slot = match *c {
+                    Cond::List(l) => &mut list_rules[l],
+                    Cond::Term(t) => &mut term_rules[t],
+                };
+                if slot.last() != Some(&ri) {
+                    slot.push(ri);
+                }
+            }
+        }
+        let mut term_lists = vec![Vec::new(); terms.len()];
+        for (l, members) in list_members.iter().enumerate() {
+            for &t in members {
+                if !term_lists[t].contains(&l) {
+                    term_lists[t].push(l);
+                }
+            }
+        }
+        tracing::debug!(
+            terms = terms.len(),
+            automaton_patterns = phrase_patterns.len(),
+            regexes = regexes.len(),
+            always_run = ?always_run.iter().map(|&r| regex_sources[r].as_str()).collect::<Vec<_>>(),
+            "compiled the matcher"
+        );
+        // A contiguous NFA: measured faster than a DFA over these thousands
+        // of CJK patterns (whose tables miss the cache), and 17 MB smaller.
+        let phrases = AhoCorasick::builder()
+            .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
+            .build(&phrase_patterns)
+            .expect("phrase automaton: patterns are plain strings");
+        let negators = rules.negation.negators.iter().cloned().collect();
+        Matcher {
+            terms,
+            tokens,
+            phrases,
+            phrase_targets,
+            regexes,
+            always_run,
+            term_lists,
+            rule_conds,
+            term_rules,
+            list_rules,
+            negators,
+            clause_negators: rules.negation.clause_negators.iter().cloned().collect(),
+        }
+    }
+
+    /// Every hit of every term in a text, each marked with its negator.
+    pub(crate) fn hits(&self, text: &str, tokens: &[Token<'_>], rules: &RuleSet) -> Vec<Hit> {
+        let mut hits = Vec::new();
+        for (i, tok) in tokens.iter().enumerate() {
+            if let Some(&term) = self.tokens.get(tok.text) {
+                hits.push(Hit {
+                    term,
+                    byte_start: tok.byte_start,
+                    byte_end: tok.byte_end,
+                    token: i,
+                    negated_by: None,
+                });
+            }
+        }
+        let token_at = |byte: usize| {
+            tokens
+                .partition_point(|t| t.byte_end <= byte)
+                .min(tokens.len().saturating_sub(1))
+        };
+        // Phrases, and the places where a gated regex may start.
+        let mut starts: Vec<(usize, usize)> = Vec::new();
+        let mut anywhere: Vec<usize> = Vec::new();
+        for m in self.phrases.find_overlapping_iter(text) {
+            match self.phrase_targets[m.pattern().as_usize()] {
+                Target::Term(term) => hits.push(Hit {
+                    term,
+                    byte_start: m.start(),
+                    byte_end: m.end(),
+                    token: token_at(m.start()),
+                    negated_by: None,
+                }),
+                Target::Regex(r) => starts.push((r, m.start())),
+                Target::RegexAnywhere(r) => {
+                    if !anywhere.contains(&r) {
+                        anywhere.push(r);
+                    }
+                }
+            }
+        }
+        starts.sort_unstable();
+        starts.dedup();
+        let mut regex_hit = |r: usize, m: regex_automata::Match| {
+            hits.push(Hit {
+                term: self.regexes[r].1,
+                byte_start: m.start(),
+                byte_end: m.end(),
+                token: token_at(m.start()),
+                negated_by: None,
+            });
+        };
+        // A gated regex runs anchored at each place its prefix was seen,
+        // which costs a few bytes of search, not a pass over the text.
+        for (r, at) in starts {
+            let input = Input::new(text).range(at..).anchored(Anchored::Yes);
+            if let Some(m) = self.regexes[r].0.search(&input) {
+                regex_hit(r, m);
+            }
+        }
+        for &r in self.always_run.iter().chain(&anywhere) {
+            for m in self.regexes[r].0.find_iter(text) {
+                regex_hit(r, m);
+            }
+        }
+        let window = rules.negation.window;
+        let breaks = &rules.negation.clause_breaks;
+        for hit in &mut hits {
+            // Back to the start of the clause: a negator counts within the
+            // window before the hit; a clause negator anywhere before the
+            // hit's end, so that a pattern spanning "她以为有人掉水里"
+            // is cancelled too.
+            let last = token_at(hit.byte_end.saturating_sub(1)).max(hit.token);
+            for j in (0..=last).rev() {
+                let t = tokens[j].text;
+                if j < hit.token && t.chars().any(|c| breaks.contains(&c)) {
+                    break;
+                }
+                let before = j < hit.token;
+                let near = before && hit.token - j <= window;
+                let inside_or_before = j < last;
+                if (near && self.negators.contains(t))
+                    || (inside_or_before && self.clause_negators.contains(t))
+                {
+                    hit.negated_by = Some(j);
+                    break;
+                }
+            }
+        }
+        hits
+    }
+}
+
+/// The literal strings regex-syntax extracts from a pattern, as a
+/// sequence (prefixes or suffixes of every match, at most 500 of them).
+fn extract(pattern: &str, kind: ExtractKind) -> Option<Seq> {
+    let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
+    let mut extractor = Extractor::new();
+    extractor.kind(kind).limit_total(500);
+    Some(extractor.extract(&hir))
+}
+
+/// The strings a pattern matches, when it matches only a small finite set
+/// of them (`(吹|刮)倒` → 吹倒, 刮倒); `None` for anything else.
+fn exact_literals(pattern: &str) -> Option<Vec<String>> {
+    let seq = extract(pattern, ExtractKind::Prefix)?;
+    if !seq.is_exact() {
+        return None;
+    }
+    let literals = seq.literals()?;
+    if literals.is_empty() || literals.iter().any(|l| l.as_bytes().is_empty()) {
+        return None;
+    }
+    literals
+        .iter()
+        .map(|l| String::from_utf8(l.as_bytes().to_vec()).ok())
+        .collect()
+}
+
+/// The finite set of strings every match of a pattern starts (or ends)
+/// with, cut to whole characters; `None` when there is no small set.
+fn literals_of(pattern: &str, kind: ExtractKind) -> Option<Vec<String>> {
+    let mut seq = extract(pattern, kind.clone())?;
+    // Shorter literals are fine: they only make the gate open more often.
+    match kind {
+        ExtractKind::Suffix => seq.keep_last_bytes(9),
+        _ => seq.keep_first_bytes(9),
+    }
+    seq.dedup();
+    let literals = seq.literals()?;
+    if literals.is_empty() {
+        return None;
+    }
+    let mut out = Vec::new();
+    for l in literals {
+        let bytes = l.as_bytes();
+        // Cut back to whole characters: from the end for a prefix, from
+        // the start for a suffix. An empty literal gates nothing.
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) if matches!(kind, ExtractKind::Suffix) => {
+                let skip = bytes.iter().take_while(|b| (**b & 0xC0) == 0x80).count();
+                std::str::from_utf8(&bytes[skip..]).map_err(|_| e).ok()?
+            }
+            Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).ok()?,
+        };
+        if text.is_empty() {
+            return None;
+        }
+        out.push(text.to_owned());
+    }
+    Some(out)
+}
+
+/// What a match of the phrase automaton means.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// A hit of this term.
+    Term(usize),
+    /// This regex may match here: run it.
+    Regex(usize),
+    /// This regex may match somewhere: run it over the text.
+    RegexAnywhere(usize),
+}
