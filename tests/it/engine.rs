@@ -88,10 +88,25 @@ fn a_keyword_inside_a_longer_token_does_not_match() {
 fn negation_cancels_a_nearby_keyword_and_is_explained() {
     let d = classify("两个人在路边吵，没人受伤");
     assert_ne!(d.destination, "police", "{:?}", d.fired);
-    assert_eq!(d.negated.len(), 1);
-    assert_eq!(
-        (d.negated[0].text.as_str(), d.negated[0].negator.as_str()),
-        ("受伤", "没人")
+    let negated: Vec<(&str, &str)> = d
+        .negated
+        .iter()
+        .map(|n| (n.text.as_str(), n.negator.as_str()))
+        .collect();
+    assert_eq!(negated, [("人受伤", "没人"), ("受伤", "没人")]);
+}
+
+#[test]
+fn a_pattern_starting_inside_a_negating_token_is_negated() {
+    // 没人 is one token; the pattern 人流血 starts inside it.
+    let d = classify("路上没人流血");
+    assert_ne!(d.destination, "police", "{:?}", d.fired);
+    assert!(
+        d.negated
+            .iter()
+            .any(|n| n.text == "人流血" && n.negator == "没人"),
+        "{:?}",
+        d.negated
     );
 }
 

@@ -289,7 +289,10 @@ impl Matcher {
                     break;
                 }
                 let before = j < hit.token;
-                let near = before && hit.token - j <= window;
+                // A hit that starts inside a negating token (人 of 没人)
+                // is negated by it.
+                let inside_negator = j == hit.token && tokens[j].byte_start < hit.byte_start;
+                let near = (before && hit.token - j <= window) || inside_negator;
                 let inside_or_before = j < last;
                 if (near && self.negators.contains(t))
                     || (inside_or_before && self.clause_negators.contains(t))
