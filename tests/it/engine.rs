@@ -239,6 +239,25 @@ fn a_weak_rule_routes_to_police_and_asks_for_review() {
 }
 
 #[test]
+fn review_is_asked_only_when_the_decision_rests_on_weak_signals() {
+    let strong = classify("门口有人打架，还拿了刀");
+    assert_eq!(strong.destination, "police");
+    assert!(
+        !strong.needs_review,
+        "a weapon is no weak signal: {:?}",
+        strong.fired
+    );
+    let passed_over = classify("门口有个可疑的人，他们现在在吵架");
+    assert_eq!(passed_over.destination, "township");
+    assert!(
+        passed_over.needs_review,
+        "a weak danger signal was outweighed"
+    );
+    let plain = classify("他们现在在楼下吵架");
+    assert!(!plain.needs_review);
+}
+
+#[test]
 fn traditional_and_full_width_text_is_normalised_first() {
     let d = classify("鄰居現在在吵架，他拿了一把菜刀！");
     assert_eq!(d.destination, "police");

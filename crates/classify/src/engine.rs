@@ -3,9 +3,7 @@
 
 use std::collections::HashMap;
 
-use minsheng_core::{
-    Call, Decision, DestinationScore, FiredRule, Match, NegatedMatch, Transfer, Urgency,
-};
+use minsheng_core::{Call, Decision, DestinationScore, FiredRule, Match, NegatedMatch, Transfer};
 use minsheng_geo::Gazetteer;
 use minsheng_rules::{Code, Condition, Diagnostic, Location, RuleSet, TermKind};
 
@@ -173,6 +171,8 @@ impl Classifier {
         // add up, counter-evidence always counts.
         let mut scores = vec![0.0f64; rules.destinations.len()];
         let mut strongest = vec![0.0f64; rules.destinations.len()];
+        // The same, counting only rules that do not ask for review.
+        let mut solid = vec![0.0f64; rules.destinations.len()];
         for ri in candidates {
             let rule = &rules.rules[ri];
             let neg = rule.negatable;
@@ -219,6 +219,9 @@ impl Classifier {
             }
             if rule.weight > 0.0 {
                 strongest[rule.destination] = strongest[rule.destination].max(rule.weight);
+                if !rule.review {
+                    solid[rule.destination] = solid[rule.destination].max(rule.weight);
+                }
             } else {
                 scores[rule.destination] += rule.weight;
             }
@@ -271,7 +274,19 @@ impl Classifier {
             .map(|f| f.urgency)
             .max()
             .unwrap_or(dest.default_urgency);
-        let review_asked = fired.iter().any(|f| f.review && f.weight > 0.0);
+        // A human looks when the decision rests on weak signals only, or
+        // when a weak signal for a destination of higher precedence (a
+        // possible danger) was outweighed.
+        let negatives = scores[dest_index] - strongest[dest_index];
+        let rests_on_weak = !nothing_decided && solid[dest_index] + negatives < dest.threshold;
+        let weak_danger_passed_over = fired.iter().any(|f| {
+            f.review
+                && f.weight > 0.0
+                && rules
+                    .destination_index(&f.destination)
+                    .is_some_and(|d| d < dest_index)
+        });
+        let review_asked = rests_on_weak || weak_danger_passed_over;
         let confidence = if nothing_decided {
             0.0
         } else {
@@ -321,7 +336,7 @@ impl Classifier {
             queue,
             township,
             urgency: if nothing_decided {
-                dest.default_urgency.max(Urgency::Routine)
+                dest.default_urgency
             } else {
                 urgency
             },
