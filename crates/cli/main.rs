@@ -101,6 +101,14 @@ fn parse_hotline(s: &str) -> Result<Hotline, String> {
 }
 
 fn main() -> ExitCode {
+    // Printing into a closed pipe (`minsheng eval … | head`) ends the
+    // program quietly, as it does for every Unix tool, instead of a panic.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE at start-up,
+    // before any thread exists, is sound.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MINSHENG_LOG")

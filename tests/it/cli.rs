@@ -177,3 +177,19 @@ fn a_bad_hotline_flag_is_refused_with_the_reason() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_closed_output_pipe_ends_the_program_without_a_panic() {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_minsheng"))
+        .args(["rules", "test"])
+        .current_dir(super::support::root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end before the program writes anything.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
