@@ -1,8 +1,6 @@
 //! Deciding: rules fired on the matcher's hits, destinations scored and
 //! chosen by precedence, the township placed, and the explanation built.
 
-use std::collections::HashMap;
-
 use minsheng_core::{Call, Decision, DestinationScore, FiredRule, Match, NegatedMatch, Transfer};
 use minsheng_geo::Gazetteer;
 use minsheng_rules::{Code, Condition, Diagnostic, Location, RuleSet, TermKind};
@@ -308,14 +306,14 @@ impl Classifier {
             label: format!("{}→{}", call.hotline, dest.transfer_label),
         });
 
-        // Strongest destination first, then rule order.
-        let order: HashMap<&str, usize> = rules
-            .destinations
-            .iter()
-            .enumerate()
-            .map(|(i, d)| (d.name.as_str(), i))
-            .collect();
-        fired.sort_by_key(|f| (f.destination != dest.name, order[f.destination.as_str()]));
+        // The chosen destination's rules first, then by precedence, each in
+        // rule order (the sort is stable).
+        fired.sort_by_key(|f| {
+            (
+                f.destination != dest.name,
+                rules.destination_index(&f.destination),
+            )
+        });
 
         let mut negated: Vec<NegatedMatch> = hits
             .iter()
