@@ -15,7 +15,34 @@
 /// masked form only.
 pub fn normalize(text: &str) -> String {
     let folded: String = text.chars().map(fold_width).collect();
-    mask_numbers(&zhconv::zhconv(&folded, zhconv::Variant::ZhHans))
+    let simplified = zhconv::zhconv(&folded, zhconv::Variant::ZhHans);
+    mask_numbers(&particle_zhe(&simplified))
+}
+
+/// Words in which 著 is the simplified 著 (to write), not the particle.
+const ZHU_WORDS: [&str; 12] = [
+    "著名", "著作", "显著", "著称", "土著", "编著", "名著", "卓著", "著录", "原著", "巨著", "昭著",
+];
+
+/// 著 as the particle 着 (拿著, 睡不著): OpenCC keeps 著 because it is also
+/// a simplified character, so callers writing in traditional characters
+/// would never match 着.
+fn particle_zhe(text: &str) -> String {
+    if !text.contains('著') {
+        return text.to_owned();
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    for (i, &c) in chars.iter().enumerate() {
+        let is_word = c == '著'
+            && ZHU_WORDS.iter().any(|w| {
+                let w: Vec<char> = w.chars().collect();
+                let at = w.iter().position(|&x| x == '著').unwrap_or(0);
+                i >= at && chars.get(i - at..i - at + w.len()) == Some(&w[..])
+            });
+        out.push(if c == '著' && !is_word { '着' } else { c });
+    }
+    out
 }
 
 /// Masks mobile numbers and long digit runs (see [`normalize`]).
@@ -70,6 +97,12 @@ mod tests {
             normalize("我想問一下共享法庭可以線上立案嗎"),
             "我想问一下共享法庭可以线上立案吗"
         );
+    }
+
+    #[test]
+    fn the_particle_zhe_is_simplified_but_the_verb_is_kept() {
+        assert_eq!(normalize("他拿著刀，我睡不著"), "他拿着刀,我睡不着");
+        assert_eq!(normalize("著名的景區，顯著的變化"), "著名的景区,显著的变化");
     }
 
     #[test]
