@@ -258,6 +258,14 @@ fn review_is_asked_only_when_the_decision_rests_on_weak_signals() {
 }
 
 #[test]
+fn dialect_phrases_are_rewritten_before_matching() {
+    let d = classify("门口两个人勒打相打");
+    assert_eq!(d.destination, "police", "{:?}", d.fired);
+    assert_eq!(d.normalized_text, "门口两个人勒打架");
+    assert_eq!(d.fired[0].matches[0].text, "打架");
+}
+
+#[test]
 fn traditional_and_full_width_text_is_normalised_first() {
     let d = classify("鄰居現在在吵架，他拿了一把菜刀！");
     assert_eq!(d.destination, "police");

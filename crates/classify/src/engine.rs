@@ -1,6 +1,7 @@
 //! Deciding: rules fired on the matcher's hits, destinations scored and
 //! chosen by precedence, the township placed, and the explanation built.
 
+use aho_corasick::AhoCorasick;
 use minsheng_core::{Call, Decision, DestinationScore, FiredRule, Match, NegatedMatch, Transfer};
 use minsheng_geo::Gazetteer;
 use minsheng_rules::{Code, Condition, Diagnostic, Location, RuleSet, TermKind};
@@ -23,6 +24,8 @@ pub struct BuildError {
 #[derive(Debug)]
 pub struct Classifier {
     rules: RuleSet,
+    /// Dialect phrases and what they become, leftmost-longest.
+    rewriter: Option<(AhoCorasick, Vec<String>)>,
     segmenter: Segmenter,
     gazetteer: Gazetteer,
     matcher: Matcher,
@@ -37,8 +40,19 @@ impl Classifier {
         let segmenter = Segmenter::new(&rules.dictionaries, &place_words)
             .map_err(|diagnostics| BuildError { diagnostics })?;
         let matcher = Matcher::new(&rules);
+        let rewriter = (!rules.rewrites.is_empty()).then(|| {
+            let automaton = AhoCorasick::builder()
+                .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+                .build(rules.rewrites.iter().map(|r| &r.from))
+                .expect("rewrite phrases are plain strings");
+            (
+                automaton,
+                rules.rewrites.iter().map(|r| r.to.clone()).collect(),
+            )
+        });
         Ok(Classifier {
             rules,
+            rewriter,
             segmenter,
             gazetteer,
             matcher,
@@ -108,9 +122,19 @@ impl Classifier {
         out
     }
 
+    /// The text rules see: normalised ([`normalize`]), then dialect
+    /// phrases rewritten by the rule set's `[[rewrite]]` tables.
+    pub fn prepare(&self, text: &str) -> String {
+        let text = normalize(text);
+        match &self.rewriter {
+            Some((automaton, to)) => automaton.replace_all(&text, to),
+            None => text,
+        }
+    }
+
     /// Decides who handles a call, and explains why.
     pub fn classify(&self, call: &Call) -> Decision {
-        let text = normalize(&call.text);
+        let text = self.prepare(&call.text);
         let location = call.location.as_deref().map(normalize);
         let tokens = self.segmenter.cut(&text);
         let hits = self.matcher.hits(&text, &tokens, &self.rules);

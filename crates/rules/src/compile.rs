@@ -10,7 +10,7 @@ use crate::diag::{Code, Diagnostic, Location, Severity, SourceFile};
 use crate::raw::{RawExample, RawList, RawRule, RawRuleFile, RawSettings, RawTerm};
 use crate::{
     Condition, DICTIONARY_EXTENSION, Destination, Example, ExpectedTownship, Negation, PLACES_FILE,
-    Rule, RuleSet, SETTINGS_FILE, TOWNSHIPS_FILE, Term, TermKind, WordList,
+    Rewrite, Rule, RuleSet, SETTINGS_FILE, TOWNSHIPS_FILE, Term, TermKind, WordList,
 };
 
 /// The outcome of checking a rule directory.
@@ -159,6 +159,7 @@ impl Compiler {
 
         let mut rules = Vec::new();
         let mut examples = Vec::new();
+        let mut rewrites: Vec<Rewrite> = Vec::new();
         let mut rule_ids: HashMap<String, Location> = HashMap::new();
         for (file, raw) in &rule_files {
             for raw_rule in &raw.rules {
@@ -189,6 +190,9 @@ impl Compiler {
                 if let Some(example) = self.example(file, raw_example, &dest_names) {
                     examples.push(example);
                 }
+            }
+            for raw_rewrite in &raw.rewrites {
+                self.rewrite(file, raw_rewrite, &mut rewrites);
             }
         }
 
@@ -225,6 +229,7 @@ impl Compiler {
             lists,
             rules,
             examples,
+            rewrites,
             dictionaries,
             townships,
             places,
@@ -683,6 +688,59 @@ impl Compiler {
             unless,
             location,
         })
+    }
+
+    fn rewrite(
+        &mut self,
+        file: &Arc<SourceFile>,
+        raw: &crate::raw::RawRewrite,
+        out: &mut Vec<Rewrite>,
+    ) {
+        let to = raw.to.get_ref();
+        if to.trim().is_empty() {
+            self.error(
+                Code::BadRewrite,
+                loc(file, &raw.to),
+                "a rewrite needs a non-empty `to`",
+            );
+        }
+        if raw.from.is_empty() {
+            self.error(
+                Code::BadRewrite,
+                loc(file, &raw.to),
+                "a rewrite needs at least one `from`",
+            );
+        }
+        for from in &raw.from {
+            let text = from.get_ref();
+            if text.chars().count() < 2 {
+                self.error(Code::BadRewrite, loc(file, from), format!("rewrite `{text}` is shorter than two characters: it would change ordinary words"));
+                continue;
+            }
+            if text == to {
+                self.diags.push(Diagnostic::at(
+                    Code::DuplicateEntry,
+                    loc(file, from),
+                    format!("rewrite `{text}` rewrites to itself"),
+                ));
+                continue;
+            }
+            if let Some(first) = out.iter().find(|r| &r.from == text) {
+                let help = format!("first given at {}", first.location);
+                self.error(
+                    Code::DuplicateEntry,
+                    loc(file, from),
+                    format!("`{text}` is rewritten twice"),
+                )
+                .help = Some(help);
+                continue;
+            }
+            out.push(Rewrite {
+                from: text.clone(),
+                to: to.clone(),
+                location: loc(file, from),
+            });
+        }
     }
 
     fn example(

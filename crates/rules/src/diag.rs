@@ -143,6 +143,8 @@ pub enum Code {
     Empty,
     /// R014: a problem in the gazetteer (`townships.csv`, `places.toml`).
     Gazetteer,
+    /// R015: a rewrite that would damage ordinary text (too short, empty).
+    BadRewrite,
     /// R101: a keyword the segmenter splits, so it never matches as a token.
     SplitKeyword,
     /// R102: a list that no rule uses.
@@ -173,6 +175,7 @@ impl Code {
             Code::BadExample => "R012",
             Code::Empty => "R013",
             Code::Gazetteer => "R014",
+            Code::BadRewrite => "R015",
             Code::SplitKeyword => "R101",
             Code::UnusedList => "R102",
             Code::DuplicateEntry => "R103",

@@ -90,6 +90,9 @@ pub struct RuleSet {
     pub rules: Vec<Rule>,
     /// Example calls with their expected destinations.
     pub examples: Vec<Example>,
+    /// Phrases rewritten in the normalised text before segmentation
+    /// (dialect to Mandarin), in file order.
+    pub rewrites: Vec<Rewrite>,
     /// The user dictionaries (`*.dict`), in name order, unparsed.
     pub dictionaries: Vec<Arc<SourceFile>>,
     /// `townships.csv`, when present.
@@ -253,6 +256,17 @@ pub struct Rule {
     /// count: local exclusions (打她 inside 打她电话).
     pub unless: Vec<Condition>,
     /// Where its id was written.
+    pub location: Location,
+}
+
+/// A phrase rewritten before matching: `勿曾` → `没有`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrite {
+    /// The phrase as callers write it.
+    pub from: String,
+    /// What it becomes.
+    pub to: String,
+    /// Where `from` was written.
     pub location: Location,
 }
 

@@ -56,6 +56,16 @@ pub struct RawRuleFile {
     pub rules: Vec<RawRule>,
     #[serde(default, rename = "example")]
     pub examples: Vec<RawExample>,
+    #[serde(default, rename = "rewrite")]
+    pub rewrites: Vec<RawRewrite>,
+}
+
+/// `[[rewrite]]`: dialect or variant phrases rewritten before matching.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRewrite {
+    pub from: Vec<Spanned<String>>,
+    pub to: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
