@@ -120,10 +120,7 @@ pub fn rules_check(dir: Option<&Path>) -> anyhow::Result<ExitCode> {
     let files = rule_files(dir.as_deref())?;
     let dictionaries: Vec<_> = files
         .iter()
-        .filter(|f| {
-            f.name()
-                .ends_with(&format!(".{}", minsheng_rules::DICTIONARY_EXTENSION))
-        })
+        .filter(|f| minsheng_rules::is_dictionary(f))
         .cloned()
         .collect();
     let checked = minsheng_rules::compile(files);

@@ -9,8 +9,8 @@ use toml::Spanned;
 use crate::diag::{Code, Diagnostic, Location, Severity, SourceFile};
 use crate::raw::{RawExample, RawList, RawRule, RawRuleFile, RawSettings, RawTerm};
 use crate::{
-    Condition, DICTIONARY_EXTENSION, Destination, Example, ExpectedTownship, Negation, PLACES_FILE,
-    Rewrite, Rule, RuleSet, SETTINGS_FILE, TOWNSHIPS_FILE, Term, TermKind, WordList,
+    Condition, Destination, Example, ExpectedTownship, Negation, PLACES_FILE, Rewrite, Rule,
+    RuleSet, SETTINGS_FILE, TOWNSHIPS_FILE, Term, TermKind, WordList,
 };
 
 /// The outcome of checking a rule directory.
@@ -94,7 +94,7 @@ impl Compiler {
                 places = Some(file);
             } else if name == TOWNSHIPS_FILE {
                 townships = Some(file);
-            } else if name.ends_with(&format!(".{DICTIONARY_EXTENSION}")) {
+            } else if crate::is_dictionary(&file) {
                 dictionaries.push(file);
             } else if name.ends_with(".toml") {
                 if let Some(raw) = self.parse::<RawRuleFile>(&file) {

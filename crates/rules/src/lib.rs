@@ -73,6 +73,13 @@ pub const PLACES_FILE: &str = "places.toml";
 /// The extension of jieba user dictionaries.
 pub const DICTIONARY_EXTENSION: &str = "dict";
 
+/// Whether a file of a rule directory is a jieba user dictionary (`*.dict`).
+pub fn is_dictionary(file: &SourceFile) -> bool {
+    file.name()
+        .strip_suffix(DICTIONARY_EXTENSION)
+        .is_some_and(|stem| stem.ends_with('.'))
+}
+
 /// A checked, compiled rule set.
 #[derive(Debug, Clone)]
 pub struct RuleSet {
