@@ -1,0 +1,440 @@
+//! Durable ticket queues: a routed call is a ticket in a queue until the
+//! force that handles it acknowledges it.
+//!
+//! The main type is [`Store`], an embedded SQLite database in WAL mode with
+//! `synchronous=FULL`: [`Store::submit`] returns only after the ticket and
+//! its first history entry are committed in one transaction, so a call that
+//! was answered as accepted is never lost. The same (hotline, call id)
+//! submitted twice yields the same ticket. Delivery is at-least-once: a
+//! consumer [`Store::lease`]s the most urgent, then oldest, ticket of its
+//! queue; the ticket comes back to the queue if it is not acknowledged
+//! before its lease ends.
+//!
+//! The one design decision that shapes it: time is passed in (`now`, in
+//! milliseconds), never read inside, so that leases and their expiry are
+//! tested exactly, without sleeping.
+//!
+//! ```
+//! use minsheng_store::{NewTicket, Store};
+//!
+//! let store = Store::open_in_memory().unwrap();
+//! let call = NewTicket {
+//!     hotline: "110".into(),
+//!     call_id: "c-1".into(),
+//!     queue: "dispatch.police".into(),
+//!     destination: "police".into(),
+//!     township: None,
+//!     urgency: 3,
+//!     decision: "{}".into(),
+//!     actor: "intake".into(),
+//! };
+//! let (id, created) = store.submit(&call, 1_000).unwrap();
+//! assert!(created);
+//! assert_eq!(store.submit(&call, 2_000).unwrap(), (id, false), "one ticket per call");
+//! let leased = store.lease("dispatch.police", 3_000, 30_000).unwrap().unwrap();
+//! assert_eq!(leased.id, id);
+//! store.ack(id, "110-dispatch", 4_000).unwrap();
+//! assert!(store.lease("dispatch.police", 5_000, 30_000).unwrap().is_none());
+//! ```
+#![deny(missing_docs)]
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database could not be opened, read or written (disk full, the
+    /// directory unwritable, a corrupt file).
+    #[error("ticket store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// No ticket has this id.
+    #[error("no ticket {0}")]
+    NoTicket(i64),
+    /// The ticket is not leased, so it cannot be acknowledged or given back.
+    #[error("ticket {0} is not leased (already acknowledged, or its lease ended)")]
+    NotLeased(i64),
+}
+
+/// A call to be queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTicket {
+    /// The hotline the call came in on (`110`, `12345`, `app`).
+    pub hotline: String,
+    /// The operator system's id of the call.
+    pub call_id: String,
+    /// The queue it goes to (`dispatch.police`, `township.330402011`…).
+    pub queue: String,
+    /// The destination's name.
+    pub destination: String,
+    /// The township code, when known.
+    pub township: Option<String>,
+    /// Urgency as a number: higher is more urgent (0 routine … 3 critical).
+    pub urgency: i64,
+    /// The decision, as JSON, kept with the ticket.
+    pub decision: String,
+    /// Who submitted it (the intake, an operator system).
+    pub actor: String,
+}
+
+/// Where a ticket is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketState {
+    /// Waiting in its queue.
+    Queued,
+    /// Delivered to a consumer, not yet acknowledged.
+    Leased,
+    /// Taken by the force that handles it.
+    Acked,
+}
+
+impl TicketState {
+    fn as_str(self) -> &'static str {
+        match self {
+            TicketState::Queued => "queued",
+            TicketState::Leased => "leased",
+            TicketState::Acked => "acked",
+        }
+    }
+
+    fn parse(s: &str) -> TicketState {
+        match s {
+            "leased" => TicketState::Leased,
+            "acked" => TicketState::Acked,
+            _ => TicketState::Queued,
+        }
+    }
+}
+
+/// Where a person sends a ticket instead, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reroute<'a> {
+    /// The new queue.
+    pub queue: &'a str,
+    /// The new destination.
+    pub destination: &'a str,
+    /// The new township code, if any.
+    pub township: Option<&'a str>,
+    /// Why.
+    pub reason: &'a str,
+    /// Who.
+    pub actor: &'a str,
+}
+
+/// A ticket as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    /// Its id.
+    pub id: i64,
+    /// The hotline of the call.
+    pub hotline: String,
+    /// The operator system's call id.
+    pub call_id: String,
+    /// Its current queue.
+    pub queue: String,
+    /// Its current destination.
+    pub destination: String,
+    /// Its township code, if any.
+    pub township: Option<String>,
+    /// Its urgency (higher first).
+    pub urgency: i64,
+    /// The decision JSON.
+    pub decision: String,
+    /// Where it is in its life.
+    pub state: TicketState,
+    /// When the current lease ends (ms), while leased.
+    pub lease_until: Option<i64>,
+    /// How many times it was delivered.
+    pub deliveries: i64,
+    /// When it was accepted (ms).
+    pub created_at: i64,
+}
+
+/// One entry of a ticket's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// When (ms).
+    pub at: i64,
+    /// What happened: `accepted`, `leased`, `acked`, `nacked`, `expired`, `rerouted`.
+    pub event: String,
+    /// Who did it.
+    pub actor: String,
+    /// Details (a reroute's reason and target).
+    pub detail: String,
+}
+
+/// The ticket store.
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tickets (
+    id INTEGER PRIMARY KEY,
+    hotline TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    township TEXT,
+    urgency INTEGER NOT NULL,
+    decision TEXT NOT NULL,
+    state TEXT NOT NULL,
+    lease_until INTEGER,
+    deliveries INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    UNIQUE (hotline, call_id)
+);
+CREATE INDEX IF NOT EXISTS tickets_by_queue ON tickets (queue, state, urgency DESC, created_at, id);
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY,
+    ticket_id INTEGER NOT NULL REFERENCES tickets (id),
+    at INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_by_ticket ON history (ticket_id, id);
+";
+
+const TICKET_COLUMNS: &str = "id, hotline, call_id, queue, destination, township, urgency, decision, state, lease_until, deliveries, created_at";
+
+fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Ticket> {
+    let state: String = row.get(8)?;
+    Ok(Ticket {
+        id: row.get(0)?,
+        hotline: row.get(1)?,
+        call_id: row.get(2)?,
+        queue: row.get(3)?,
+        destination: row.get(4)?,
+        township: row.get(5)?,
+        urgency: row.get(6)?,
+        decision: row.get(7)?,
+        state: TicketState::parse(&state),
+        lease_until: row.get(9)?,
+        deliveries: row.get(10)?,
+        created_at: row.get(11)?,
+    })
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in a file, in WAL mode with
+    /// `synchronous=FULL`: a committed ticket survives a crash of the
+    /// process or the machine.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::init(Connection::open(path)?)
+    }
+
+    /// A store in memory, for tests and dry runs.
+    pub fn open_in_memory() -> Result<Store, StoreError> {
+        Store::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Store, StoreError> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store { conn })
+    }
+
+    /// Queues a call. Returns the ticket id and whether it was created now;
+    /// the same (hotline, call id) again returns the existing ticket.
+    pub fn submit(&self, t: &NewTicket, now: i64) -> Result<(i64, bool), StoreError> {
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        let existing: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM tickets WHERE hotline = ?1 AND call_id = ?2",
+                params![t.hotline, t.call_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(id) = existing {
+            tx.commit()?;
+            return Ok((id, false));
+        }
+        tx.execute(
+            "INSERT INTO tickets (hotline, call_id, queue, destination, township, urgency, decision, state, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8)",
+            params![t.hotline, t.call_id, t.queue, t.destination, t.township, t.urgency, t.decision, now],
+        )?;
+        let id = tx.last_insert_rowid();
+        history(&tx, id, now, "accepted", &t.actor, &t.queue)?;
+        tx.commit()?;
+        Ok((id, true))
+    }
+
+    /// Leases the next ticket of a queue — the most urgent, then the oldest
+    /// — for `lease_ms`. A ticket whose lease has ended is available again
+    /// (and its expiry recorded). `None` when the queue is empty.
+    pub fn lease(
+        &self,
+        queue: &str,
+        now: i64,
+        lease_ms: i64,
+    ) -> Result<Option<Ticket>, StoreError> {
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        let next: Option<Ticket> = tx
+            .query_row(
+                &format!(
+                    "SELECT {TICKET_COLUMNS} FROM tickets
+                     WHERE queue = ?1 AND (state = 'queued' OR (state = 'leased' AND lease_until <= ?2))
+                     ORDER BY urgency DESC, created_at, id LIMIT 1"
+                ),
+                params![queue, now],
+                ticket_from_row,
+            )
+            .optional()?;
+        let Some(mut ticket) = next else {
+            tx.commit()?;
+            return Ok(None);
+        };
+        if ticket.state == TicketState::Leased {
+            history(
+                &tx,
+                ticket.id,
+                now,
+                "expired",
+                "store",
+                "lease ended without an ack",
+            )?;
+        }
+        let until = now + lease_ms;
+        tx.execute(
+            "UPDATE tickets SET state = 'leased', lease_until = ?1, deliveries = deliveries + 1 WHERE id = ?2",
+            params![until, ticket.id],
+        )?;
+        history(
+            &tx,
+            ticket.id,
+            now,
+            "leased",
+            "store",
+            &format!("until {until}"),
+        )?;
+        tx.commit()?;
+        ticket.state = TicketState::Leased;
+        ticket.lease_until = Some(until);
+        ticket.deliveries += 1;
+        Ok(Some(ticket))
+    }
+
+    /// Acknowledges a leased ticket: the force has taken it.
+    pub fn ack(&self, id: i64, actor: &str, now: i64) -> Result<(), StoreError> {
+        self.settle(id, actor, now, TicketState::Acked, "acked")
+    }
+
+    /// Gives a leased ticket back to its queue, to be delivered again.
+    pub fn nack(&self, id: i64, actor: &str, now: i64) -> Result<(), StoreError> {
+        self.settle(id, actor, now, TicketState::Queued, "nacked")
+    }
+
+    fn settle(
+        &self,
+        id: i64,
+        actor: &str,
+        now: i64,
+        to: TicketState,
+        event: &str,
+    ) -> Result<(), StoreError> {
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        let state: Option<(String, Option<i64>)> = tx
+            .query_row(
+                "SELECT state, lease_until FROM tickets WHERE id = ?1",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        match state {
+            None => return Err(StoreError::NoTicket(id)),
+            Some((s, until)) if s != "leased" || until.is_some_and(|u| u <= now) => {
+                return Err(StoreError::NotLeased(id));
+            }
+            Some(_) => {}
+        }
+        tx.execute(
+            "UPDATE tickets SET state = ?1, lease_until = NULL WHERE id = ?2",
+            params![to.as_str(), id],
+        )?;
+        history(&tx, id, now, event, actor, "")?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A person overrides the decision (退单/改派): the ticket moves to
+    /// another queue and destination, back to waiting, with who and why.
+    pub fn reroute(&self, id: i64, to: &Reroute<'_>, now: i64) -> Result<(), StoreError> {
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        let changed = tx.execute(
+            "UPDATE tickets SET queue = ?1, destination = ?2, township = ?3, state = 'queued', lease_until = NULL WHERE id = ?4",
+            params![to.queue, to.destination, to.township, id],
+        )?;
+        if changed == 0 {
+            return Err(StoreError::NoTicket(id));
+        }
+        history(
+            &tx,
+            id,
+            now,
+            "rerouted",
+            to.actor,
+            &format!("to {}: {}", to.queue, to.reason),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A ticket and its history, oldest entry first.
+    pub fn get(&self, id: i64) -> Result<(Ticket, Vec<HistoryEntry>), StoreError> {
+        let ticket = self
+            .conn
+            .query_row(
+                &format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1"),
+                params![id],
+                ticket_from_row,
+            )
+            .optional()?
+            .ok_or(StoreError::NoTicket(id))?;
+        let mut stmt = self.conn.prepare(
+            "SELECT at, event, actor, detail FROM history WHERE ticket_id = ?1 ORDER BY id",
+        )?;
+        let entries = stmt
+            .query_map(params![id], |r| {
+                Ok(HistoryEntry {
+                    at: r.get(0)?,
+                    event: r.get(1)?,
+                    actor: r.get(2)?,
+                    detail: r.get(3)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((ticket, entries))
+    }
+
+    /// How many tickets of a queue are not yet acknowledged.
+    pub fn depth(&self, queue: &str) -> Result<i64, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM tickets WHERE queue = ?1 AND state != 'acked'",
+            params![queue],
+            |r| r.get(0),
+        )?)
+    }
+}
+
+fn history(
+    tx: &rusqlite::Transaction<'_>,
+    id: i64,
+    at: i64,
+    event: &str,
+    actor: &str,
+    detail: &str,
+) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO history (ticket_id, at, event, actor, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![id, at, event, actor, detail],
+    )?;
+    Ok(())
+}
