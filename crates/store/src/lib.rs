@@ -26,15 +26,16 @@
 //!     township: None,
 //!     urgency: 3,
 //!     decision: "{}".into(),
+//!     call: Default::default(),
 //!     actor: "intake".into(),
 //! };
 //! let (id, created) = store.submit(&call, 1_000).unwrap();
 //! assert!(created);
 //! assert_eq!(store.submit(&call, 2_000).unwrap(), (id, false), "one ticket per call");
-//! let leased = store.lease("dispatch.police", 3_000, 30_000).unwrap().unwrap();
+//! let leased = store.lease("dispatch.police", "110-dispatch", 3_000, 30_000).unwrap().unwrap();
 //! assert_eq!(leased.id, id);
 //! store.ack(id, "110-dispatch", 4_000).unwrap();
-//! assert!(store.lease("dispatch.police", 5_000, 30_000).unwrap().is_none());
+//! assert!(store.lease("dispatch.police", "110-dispatch", 5_000, 30_000).unwrap().is_none());
 //! ```
 #![deny(missing_docs)]
 
@@ -75,8 +76,26 @@ pub struct NewTicket {
     pub urgency: i64,
     /// The decision, as JSON, kept with the ticket.
     pub decision: String,
+    /// What the call was: its text, the caller's number, where and when.
+    pub call: CallRecord,
     /// Who submitted it (the intake, an operator system).
     pub actor: String,
+}
+
+/// The call a ticket carries to the force that takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CallRecord {
+    /// The caller's number, whole: personal data, shown only to the
+    /// consumer a ticket is delivered to.
+    pub caller_number: String,
+    /// The call's text (personal numbers in it already masked).
+    pub text: String,
+    /// The address the operator system filled in.
+    pub location: String,
+    /// The call-taker's id.
+    pub call_taker: String,
+    /// When the hotline took the call (ms).
+    pub received_at: i64,
 }
 
 /// Where a ticket is in its life.
@@ -142,6 +161,8 @@ pub struct Ticket {
     pub urgency: i64,
     /// The decision JSON.
     pub decision: String,
+    /// The call.
+    pub call: CallRecord,
     /// Where it is in its life.
     pub state: TicketState,
     /// When the current lease ends (ms), while leased.
@@ -150,6 +171,17 @@ pub struct Ticket {
     pub deliveries: i64,
     /// When it was accepted (ms).
     pub created_at: i64,
+}
+
+/// The open tickets of one queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueStats {
+    /// The queue.
+    pub queue: String,
+    /// How many tickets are not yet acknowledged.
+    pub depth: i64,
+    /// When the oldest of them was accepted (ms).
+    pub oldest_at: i64,
 }
 
 /// One entry of a ticket's history.
@@ -181,6 +213,11 @@ CREATE TABLE IF NOT EXISTS tickets (
     township TEXT,
     urgency INTEGER NOT NULL,
     decision TEXT NOT NULL,
+    caller_number TEXT NOT NULL,
+    text TEXT NOT NULL,
+    location TEXT NOT NULL,
+    call_taker TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
     state TEXT NOT NULL,
     lease_until INTEGER,
     deliveries INTEGER NOT NULL DEFAULT 0,
@@ -188,6 +225,7 @@ CREATE TABLE IF NOT EXISTS tickets (
     UNIQUE (hotline, call_id)
 );
 CREATE INDEX IF NOT EXISTS tickets_by_queue ON tickets (queue, state, urgency DESC, created_at, id);
+CREATE INDEX IF NOT EXISTS tickets_open ON tickets (state, queue, created_at) WHERE state != 'acked';
 CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY,
     ticket_id INTEGER NOT NULL REFERENCES tickets (id),
@@ -199,7 +237,7 @@ CREATE TABLE IF NOT EXISTS history (
 CREATE INDEX IF NOT EXISTS history_by_ticket ON history (ticket_id, id);
 ";
 
-const TICKET_COLUMNS: &str = "id, hotline, call_id, queue, destination, township, urgency, decision, state, lease_until, deliveries, created_at";
+const TICKET_COLUMNS: &str = "id, hotline, call_id, queue, destination, township, urgency, decision, state, lease_until, deliveries, created_at, caller_number, text, location, call_taker, received_at";
 
 fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Ticket> {
     let state: String = row.get(8)?;
@@ -216,6 +254,13 @@ fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Ticket> {
         lease_until: row.get(9)?,
         deliveries: row.get(10)?,
         created_at: row.get(11)?,
+        call: CallRecord {
+            caller_number: row.get(12)?,
+            text: row.get(13)?,
+            location: row.get(14)?,
+            call_taker: row.get(15)?,
+            received_at: row.get(16)?,
+        },
     })
 }
 
@@ -244,35 +289,73 @@ impl Store {
     /// Queues a call. Returns the ticket id and whether it was created now;
     /// the same (hotline, call id) again returns the existing ticket.
     pub fn submit(&self, t: &NewTicket, now: i64) -> Result<(i64, bool), StoreError> {
+        let mut results = self.submit_batch(std::slice::from_ref(t), now)?;
+        Ok(results.remove(0))
+    }
+
+    /// Queues several calls in one transaction, so that one flush to disk
+    /// makes them all durable (group commit). Either every call is
+    /// committed or none is. Returns, in order, each ticket id and whether
+    /// it was created now; a (hotline, call id) seen before, in this batch
+    /// or earlier, returns the existing ticket.
+    pub fn submit_batch(
+        &self,
+        tickets: &[NewTicket],
+        now: i64,
+    ) -> Result<Vec<(i64, bool)>, StoreError> {
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        let existing: Option<i64> = tx
-            .query_row(
-                "SELECT id FROM tickets WHERE hotline = ?1 AND call_id = ?2",
-                params![t.hotline, t.call_id],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(id) = existing {
-            tx.commit()?;
-            return Ok((id, false));
+        let mut results = Vec::with_capacity(tickets.len());
+        {
+            let mut find =
+                tx.prepare_cached("SELECT id FROM tickets WHERE hotline = ?1 AND call_id = ?2")?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO tickets (hotline, call_id, queue, destination, township, urgency, decision,
+                     caller_number, text, location, call_taker, received_at, state, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'queued', ?13)",
+            )?;
+            for t in tickets {
+                let existing: Option<i64> = find
+                    .query_row(params![t.hotline, t.call_id], |r| r.get(0))
+                    .optional()?;
+                if let Some(id) = existing {
+                    results.push((id, false));
+                    continue;
+                }
+                let c = &t.call;
+                insert.execute(params![
+                    t.hotline,
+                    t.call_id,
+                    t.queue,
+                    t.destination,
+                    t.township,
+                    t.urgency,
+                    t.decision,
+                    c.caller_number,
+                    c.text,
+                    c.location,
+                    c.call_taker,
+                    c.received_at,
+                    now
+                ])?;
+                let id = tx.last_insert_rowid();
+                history(&tx, id, now, "accepted", &t.actor, &t.queue)?;
+                results.push((id, true));
+            }
         }
-        tx.execute(
-            "INSERT INTO tickets (hotline, call_id, queue, destination, township, urgency, decision, state, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8)",
-            params![t.hotline, t.call_id, t.queue, t.destination, t.township, t.urgency, t.decision, now],
-        )?;
-        let id = tx.last_insert_rowid();
-        history(&tx, id, now, "accepted", &t.actor, &t.queue)?;
         tx.commit()?;
-        Ok((id, true))
+        Ok(results)
     }
 
     /// Leases the next ticket of a queue — the most urgent, then the oldest
     /// — for `lease_ms`. A ticket whose lease has ended is available again
     /// (and its expiry recorded). `None` when the queue is empty.
+    ///
+    /// The consumer receives the caller's number whole; the history records
+    /// to whom the ticket, and so the number, was delivered.
     pub fn lease(
         &self,
         queue: &str,
+        consumer: &str,
         now: i64,
         lease_ms: i64,
     ) -> Result<Option<Ticket>, StoreError> {
@@ -312,8 +395,8 @@ impl Store {
             ticket.id,
             now,
             "leased",
-            "store",
-            &format!("until {until}"),
+            consumer,
+            &format!("until {until}, with the caller's number"),
         )?;
         tx.commit()?;
         ticket.state = TicketState::Leased;
@@ -324,12 +407,13 @@ impl Store {
 
     /// Acknowledges a leased ticket: the force has taken it.
     pub fn ack(&self, id: i64, actor: &str, now: i64) -> Result<(), StoreError> {
-        self.settle(id, actor, now, TicketState::Acked, "acked")
+        self.settle(id, actor, now, TicketState::Acked, "acked", "")
     }
 
-    /// Gives a leased ticket back to its queue, to be delivered again.
-    pub fn nack(&self, id: i64, actor: &str, now: i64) -> Result<(), StoreError> {
-        self.settle(id, actor, now, TicketState::Queued, "nacked")
+    /// Gives a leased ticket back to its queue, to be delivered again;
+    /// `reason` goes into its history.
+    pub fn nack(&self, id: i64, actor: &str, reason: &str, now: i64) -> Result<(), StoreError> {
+        self.settle(id, actor, now, TicketState::Queued, "nacked", reason)
     }
 
     fn settle(
@@ -339,6 +423,7 @@ impl Store {
         now: i64,
         to: TicketState,
         event: &str,
+        detail: &str,
     ) -> Result<(), StoreError> {
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
         let state: Option<(String, Option<i64>)> = tx
@@ -359,7 +444,7 @@ impl Store {
             "UPDATE tickets SET state = ?1, lease_until = NULL WHERE id = ?2",
             params![to.as_str(), id],
         )?;
-        history(&tx, id, now, event, actor, "")?;
+        history(&tx, id, now, event, actor, detail)?;
         tx.commit()?;
         Ok(())
     }
@@ -412,6 +497,38 @@ impl Store {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok((ticket, entries))
+    }
+
+    /// Every queue with tickets not yet acknowledged: its name, how many,
+    /// and when the oldest of them was accepted (ms).
+    pub fn open_queues(&self) -> Result<Vec<QueueStats>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT queue, COUNT(*), MIN(created_at) FROM tickets WHERE state != 'acked' GROUP BY queue ORDER BY queue",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(QueueStats {
+                    queue: r.get(0)?,
+                    depth: r.get(1)?,
+                    oldest_at: r.get(2)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Caps the database at about `bytes` (rounded down to whole pages): a
+    /// write that would grow it further fails, as on a full disk, and
+    /// nothing of that write is kept. A quota for a shared data volume.
+    pub fn set_size_limit(&self, bytes: u64) -> Result<(), StoreError> {
+        let page_size: i64 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        let pages = (bytes / page_size.max(1) as u64).max(1);
+        let _: i64 = self
+            .conn
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                r.get(0)
+            })?;
+        Ok(())
     }
 
     /// How many tickets of a queue are not yet acknowledged.
