@@ -71,6 +71,7 @@ pub fn classify_one(
         hotline,
         text,
         location,
+        township: None,
     };
     let decision = classifier.classify(&call);
     if json {

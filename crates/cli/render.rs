@@ -20,6 +20,7 @@ pub fn decision(d: &Decision, rules: &RuleSet) -> String {
             let source = match t.source {
                 minsheng_core::PlaceSource::Location => "location",
                 minsheng_core::PlaceSource::Text => "text",
+                minsheng_core::PlaceSource::Operator => "operator system",
             };
             let _ = writeln!(
                 s,

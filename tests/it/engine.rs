@@ -15,6 +15,7 @@ fn call(text: &str) -> Call {
         hotline: Hotline::Police110,
         text: text.into(),
         location: None,
+        township: None,
     }
 }
 
@@ -289,6 +290,25 @@ fn township_calls_queue_by_township_and_record_the_transfer() {
         placed.transfer.as_ref().map(|t| t.label.as_str()),
         Some("110→基层")
     );
+
+    let told = c.classify(&Call {
+        location: Some("桐乡市乌镇镇石佛南路".into()),
+        township: Some("330402008".parse().unwrap()),
+        ..call("楼上现在在吵架")
+    });
+    assert_eq!(
+        (
+            told.queue.as_str(),
+            told.township.as_ref().map(|t| t.source)
+        ),
+        (
+            "township.330402008",
+            Some(minsheng_core::PlaceSource::Operator)
+        ),
+        "the operator system's township code wins over the address"
+    );
+    assert!(c.queues().contains(&"township.330402008".to_string()));
+    assert!(c.queues().contains(&"township.unassigned".to_string()));
 
     let unplaced = c.classify(&call("楼上现在在吵架"));
     assert_eq!(

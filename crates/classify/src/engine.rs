@@ -2,7 +2,10 @@
 //! chosen by precedence, the township placed, and the explanation built.
 
 use aho_corasick::AhoCorasick;
-use minsheng_core::{Call, Decision, DestinationScore, FiredRule, Match, NegatedMatch, Transfer};
+use minsheng_core::{
+    Call, Decision, DestinationScore, FiredRule, Match, NegatedMatch, PlaceSource, Township,
+    TownshipCode, Transfer,
+};
 use minsheng_geo::Gazetteer;
 use minsheng_rules::{Code, Condition, Diagnostic, Location, RuleSet, TermKind};
 
@@ -118,6 +121,35 @@ impl Classifier {
             } else if dead_any {
                 out.push(Diagnostic::at(Code::NeverFires, rule.location.clone(), format!("rule `{}` can never fire: the segmenter splits every keyword of its `any` condition", rule.id)));
             }
+        }
+        out
+    }
+
+    /// The queue of a destination (by index) for a call of a township.
+    pub fn queue_for(&self, destination: usize, township: Option<&TownshipCode>) -> String {
+        let dest = &self.rules.destinations[destination];
+        match (dest.per_township, township) {
+            (true, Some(code)) => format!("{}.{code}", dest.queue),
+            (true, None) => format!("{}.unassigned", dest.queue),
+            (false, _) => dest.queue.clone(),
+        }
+    }
+
+    /// Every queue a ticket can be in: each destination's, and for a
+    /// per-township destination one per township of the gazetteer and
+    /// `.unassigned`.
+    pub fn queues(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, dest) in self.rules.destinations.iter().enumerate() {
+            if dest.per_township {
+                out.extend(
+                    self.gazetteer
+                        .townships()
+                        .iter()
+                        .map(|t| self.queue_for(i, Some(&t.code))),
+                );
+            }
+            out.push(self.queue_for(i, None));
         }
         out
     }
@@ -315,15 +347,17 @@ impl Classifier {
             confidence(&scores, dest_index, dest.threshold)
         };
 
-        let township = self.gazetteer.resolve(location, text);
-        let queue = if dest.per_township {
-            match &township {
-                Some(t) => format!("{}.{}", dest.queue, t.code),
-                None => format!("{}.unassigned", dest.queue),
-            }
-        } else {
-            dest.queue.clone()
-        };
+        let given = call.township.as_ref().and_then(|code| {
+            self.gazetteer.get(code).map(|t| Township {
+                code: t.code.clone(),
+                name: t.name.clone(),
+                district: t.district.clone(),
+                source: PlaceSource::Operator,
+                matched: code.to_string(),
+            })
+        });
+        let township = given.or_else(|| self.gazetteer.resolve(location, text));
+        let queue = self.queue_for(dest_index, township.as_ref().map(|t| &t.code));
         let transfer = (dest.hotline != Some(call.hotline)).then(|| Transfer {
             from: call.hotline,
             to: dest.name.clone(),

@@ -33,6 +33,7 @@ impl CorpusCall {
             hotline: self.hotline,
             text: self.text.clone(),
             location: self.location.clone(),
+            township: None,
         }
     }
 }

@@ -33,6 +33,7 @@ pub fn run(classifier: &Classifier) -> (usize, Vec<Failure<'_>>) {
             hotline: example.hotline,
             text: example.text.clone(),
             location: example.location.clone(),
+            township: None,
         };
         let decision = classifier.classify(&call);
         let mut problems = Vec::new();

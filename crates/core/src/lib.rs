@@ -191,6 +191,26 @@ pub struct Call {
     /// The address the operator system filled in, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// The township, when the operator system knows it: it overrides the
+    /// one the location or the text names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub township: Option<TownshipCode>,
+}
+
+/// A caller's number as logs and exports show it: the first three and the
+/// last four characters, the rest as `*` (`13812345678` → `138****5678`).
+/// A number of seven characters or fewer is masked whole.
+pub fn mask_number(number: &str) -> String {
+    let chars: Vec<char> = number.chars().collect();
+    if chars.len() <= 7 {
+        return "*".repeat(chars.len());
+    }
+    let (head, rest) = chars.split_at(3);
+    let (middle, tail) = rest.split_at(rest.len() - 4);
+    let mut out: String = head.iter().collect();
+    out.extend(std::iter::repeat_n('*', middle.len()));
+    out.extend(tail);
+    out
 }
 
 /// How a piece of text matched a rule condition.
@@ -272,6 +292,8 @@ pub enum PlaceSource {
     Location,
     /// The call's text.
     Text,
+    /// The township code the operator system gave.
+    Operator,
 }
 
 /// The 镇/街道 a call was placed in.
@@ -338,6 +360,14 @@ pub struct Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_are_masked_keeping_head_and_tail() {
+        assert_eq!(mask_number("13812345678"), "138****5678");
+        assert_eq!(mask_number("057312345678"), "057*****5678");
+        assert_eq!(mask_number("1234567"), "*******");
+        assert_eq!(mask_number(""), "");
+    }
 
     #[test]
     fn township_code_rejects_wrong_length_and_non_digits() {
