@@ -5,5 +5,6 @@ mod it {
     pub mod default_rules;
     pub mod engine;
     pub mod rules_check;
+    pub mod server;
     pub mod support;
 }

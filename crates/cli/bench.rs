@@ -12,12 +12,12 @@ use minsheng_core::Call;
 
 use crate::commands;
 
-pub fn run(dir: Option<&Path>, corpus: Option<&Path>, seconds: f64) -> anyhow::Result<ExitCode> {
-    let started = Instant::now();
-    let classifier = commands::load(dir)?;
-    let load = started.elapsed().as_secs_f64();
-
-    let calls: Vec<Call> = match corpus {
+/// The calls of a JSONL corpus, or the rule set's example calls.
+pub fn calls(
+    classifier: &minsheng_classify::Classifier,
+    corpus: Option<&Path>,
+) -> anyhow::Result<Vec<Call>> {
+    Ok(match corpus {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
@@ -35,9 +35,18 @@ pub fn run(dir: Option<&Path>, corpus: Option<&Path>, seconds: f64) -> anyhow::R
                 hotline: e.hotline,
                 text: e.text.clone(),
                 location: e.location.clone(),
+                township: None,
             })
             .collect(),
-    };
+    })
+}
+
+pub fn run(dir: Option<&Path>, corpus: Option<&Path>, seconds: f64) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let classifier = commands::load(dir)?;
+    let load = started.elapsed().as_secs_f64();
+
+    let calls = calls(&classifier, corpus)?;
     anyhow::ensure!(!calls.is_empty(), "no calls to measure");
     let chars: usize = calls.iter().map(|c| c.text.chars().count()).sum();
     let source = corpus.map_or_else(

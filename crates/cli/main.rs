@@ -4,8 +4,11 @@
 
 mod bench;
 mod commands;
+mod load;
 mod render;
+mod serve;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -69,14 +72,49 @@ enum Command {
         misses: bool,
     },
     /// Throughput of full classification against segmentation alone, load
-    /// time and peak memory, on one core.
+    /// time and peak memory, on one core; with --addr, a load generator
+    /// that drives SubmitCall on a running server.
     Bench {
         /// Calls to run (JSONL); default: the example calls of the rule set.
         #[arg(long, value_name = "FILE.jsonl")]
         corpus: Option<PathBuf>,
-        /// Seconds to spend on each measurement.
-        #[arg(long, default_value_t = 3.0)]
+        /// Seconds to spend on each measurement (with --addr: on the load).
+        #[arg(long, visible_alias = "duration", default_value_t = 3.0)]
         seconds: f64,
+        /// Drive the server at this address (host:port) instead.
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: Option<String>,
+        /// With --addr: calls in flight at once.
+        #[arg(long, default_value_t = 64, requires = "addr")]
+        concurrency: usize,
+        /// With --addr: connections the calls share.
+        #[arg(long, default_value_t = 4, requires = "addr")]
+        connections: usize,
+    },
+    /// Run the gRPC server: intake, dispatch queues, tickets, rules.
+    ///
+    /// Rules from ./rules (the built-in set when it does not exist), data
+    /// in ./data, gRPC on 127.0.0.1:50051, metrics on
+    /// 127.0.0.1:9464/metrics; ./minsheng.toml or --config changes them.
+    Serve {
+        /// Configuration file (default: ./minsheng.toml when it exists).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// gRPC address (port 0: any free port, printed at start).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+        /// Metrics address.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<SocketAddr>,
+        /// Serve no metrics.
+        #[arg(long, conflicts_with = "metrics_listen")]
+        no_metrics: bool,
+        /// Data directory.
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+        /// Log format on stderr.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
 }
 
@@ -96,6 +134,27 @@ enum RulesCommand {
     },
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+fn init_logs(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MINSHENG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+}
+
 fn parse_hotline(s: &str) -> Result<Hotline, String> {
     s.parse().map_err(|e: minsheng_core::Error| e.to_string())
 }
@@ -109,14 +168,11 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MINSHENG_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    match &cli.command {
+        Command::Serve { log_format, .. } => init_logs(*log_format, "info"),
+        _ => init_logs(LogFormat::Text, "warn"),
+    }
     let result = match cli.command {
         Command::Classify {
             text,
@@ -145,9 +201,44 @@ fn main() -> ExitCode {
             json,
             misses,
         } => commands::eval(cli.rules.as_deref(), &corpus, json, misses),
-        Command::Bench { corpus, seconds } => {
-            bench::run(cli.rules.as_deref(), corpus.as_deref(), seconds)
-        }
+        Command::Bench {
+            corpus,
+            seconds,
+            addr: None,
+            ..
+        } => bench::run(cli.rules.as_deref(), corpus.as_deref(), seconds),
+        Command::Bench {
+            corpus,
+            seconds,
+            addr: Some(addr),
+            concurrency,
+            connections,
+        } => commands::load(cli.rules.as_deref())
+            .and_then(|c| bench::calls(&c, corpus.as_deref()))
+            .and_then(|calls| {
+                let load = load::Load {
+                    addr,
+                    concurrency,
+                    connections,
+                    seconds,
+                };
+                load::run(&load, calls)
+            }),
+        Command::Serve {
+            config,
+            listen,
+            metrics_listen,
+            no_metrics,
+            data,
+            log_format: _,
+        } => serve::run(&serve::Overrides {
+            config,
+            rules: cli.rules,
+            listen,
+            metrics_listen,
+            no_metrics,
+            data,
+        }),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,102 @@
+//! `minsheng serve`: the gRPC server on the configuration of
+//! `minsheng.toml` (optional) and the flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use minsheng_server::{Config, RuleSource};
+
+use crate::commands;
+
+/// The flags of `minsheng serve` that override the configuration file.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    pub config: Option<PathBuf>,
+    pub rules: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub metrics_listen: Option<SocketAddr>,
+    pub no_metrics: bool,
+    pub data: Option<PathBuf>,
+}
+
+/// The configuration: the file named, else `./minsheng.toml` when it
+/// exists, else the defaults; then the flags.
+pub fn config(o: &Overrides) -> anyhow::Result<Config> {
+    let default = Path::new("minsheng.toml");
+    let mut config = match (&o.config, default.is_file()) {
+        (Some(path), _) => Config::from_file(path)?,
+        (None, true) => Config::from_file(default)?,
+        (None, false) => Config::default(),
+    };
+    if let Some(dir) = &o.rules {
+        config.rules.dir = dir.clone();
+    }
+    if let Some(addr) = o.listen {
+        config.server.listen = addr;
+    }
+    if let Some(addr) = o.metrics_listen {
+        config.metrics.listen = addr;
+    }
+    if o.no_metrics {
+        config.metrics.enabled = false;
+    }
+    if let Some(dir) = &o.data {
+        config.store.data_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+pub fn run(o: &Overrides) -> anyhow::Result<ExitCode> {
+    let config = config(o)?;
+    let source = if config.rules.dir.is_dir() {
+        RuleSource::Dir(config.rules.dir.clone())
+    } else if o.rules.is_some() || o.config.is_some() {
+        anyhow::bail!("no rule directory {}", config.rules.dir.display());
+    } else {
+        tracing::warn!(
+            dir = %config.rules.dir.display(),
+            "no rule directory; serving the rule set built into the binary"
+        );
+        RuleSource::BuiltIn(commands::rule_files(None)?)
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("minsheng")
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let running = minsheng_server::start(&config, source).await?;
+        let metrics = running
+            .metrics_addr
+            .map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics"));
+        // One line on stdout for people and for scripts that started the
+        // server on port 0.
+        println!(
+            "minsheng serving gRPC on {}; metrics {metrics}; data in {}",
+            running.grpc_addr,
+            config.store.data_dir.display()
+        );
+        shutdown_signal().await;
+        tracing::info!("shutdown signal: finishing calls in flight");
+        running.stop();
+        running.wait().await?;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

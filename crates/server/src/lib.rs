@@ -1,0 +1,367 @@
+//! minsheng's server: operator systems submit calls over gRPC, each is
+//! classified, queued durably and delivered to the force that handles it.
+//!
+//! [`start`] binds the gRPC endpoint (Intake, Dispatch, Tickets, Rules, the
+//! standard health service and server reflection) and the Prometheus
+//! endpoint, opens the ticket store in the data directory and begins to
+//! watch the rule directory; the returned [`Running`] tells the bound
+//! addresses and stops it gracefully.
+//!
+//! The design decision that shapes it: one thread owns the store, and
+//! every call submitted while it commits waits for the next commit, so
+//! under load many calls share one flush to disk (group commit) and no call
+//! is answered before it is durable.
+#![deny(missing_docs)]
+
+pub mod config;
+mod convert;
+mod rules;
+mod service;
+mod writer;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use minsheng_proto::v1 as pb;
+use minsheng_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::{Config, ConfigError};
+pub use rules::{ReloadError, RuleSource};
+
+use crate::rules::Rules;
+use crate::service::Shared;
+use crate::writer::Writer;
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The first rule set could not be loaded.
+    #[error("{0}")]
+    Rules(#[from] ReloadError),
+    /// The ticket store could not be opened.
+    #[error("opening the ticket store in {dir}: {source}")]
+    Store {
+        /// The data directory.
+        dir: String,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// An address could not be bound.
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// Server reflection could not be built.
+    #[error("server reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Running {
+    /// The bound gRPC address.
+    pub grpc_addr: SocketAddr,
+    /// The bound metrics address, when metrics are served.
+    pub metrics_addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    done: tokio::task::JoinHandle<Result<(), ServeError>>,
+}
+
+impl Running {
+    /// Begins a graceful shutdown: stop accepting, end subscriptions, let
+    /// calls in flight finish, close the store.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Waits until the server has stopped and the store is closed.
+    pub async fn wait(self) -> Result<(), ServeError> {
+        match self.done.await {
+            Ok(r) => r,
+            Err(e) => Err(ServeError::Store {
+                dir: String::new(),
+                source: Box::new(e),
+            }),
+        }
+    }
+}
+
+fn open_store(config: &Config) -> Result<Store, ServeError> {
+    let dir = &config.store.data_dir;
+    let fail = |source: Box<dyn std::error::Error + Send + Sync>| ServeError::Store {
+        dir: dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail(Box::new(e)))?;
+    let store = Store::open(&dir.join("tickets.db")).map_err(|e| fail(Box::new(e)))?;
+    if config.store.max_bytes > 0 {
+        store
+            .set_size_limit(config.store.max_bytes)
+            .map_err(|e| fail(Box::new(e)))?;
+    }
+    Ok(store)
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// Starts the server. Rules come from `source`; everything else from
+/// `config`. Returns once both endpoints are bound and the store is open.
+pub async fn start(config: &Config, source: RuleSource) -> Result<Running, ServeError> {
+    let watch_dir = match (&source, config.rules.watch) {
+        (RuleSource::Dir(dir), true) => Some(dir.clone()),
+        _ => None,
+    };
+    let rules = Arc::new(tokio::task::block_in_place(|| Rules::load(source))?);
+    let store = open_store(config)?;
+    let (writer, writer_thread) = Writer::start(store, config.store.max_batch);
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let metrics_addr = if config.metrics.enabled {
+        let listener = bind(config.metrics.listen).await?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: config.metrics.listen,
+            source,
+        })?;
+        serve_metrics(listener, writer.clone(), stop_rx.clone());
+        Some(addr)
+    } else {
+        None
+    };
+
+    let listener = bind(config.server.listen).await?;
+    let grpc_addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: config.server.listen,
+        source,
+    })?;
+
+    if let Some(dir) = watch_dir {
+        watch_rules(&dir, rules.clone(), stop_rx.clone());
+    }
+    reload_on_hangup(rules.clone(), stop_rx.clone());
+
+    let shared = Shared {
+        rules,
+        writer,
+        max_message_bytes: config.server.max_message_bytes,
+        max_text_bytes: config.server.max_text_bytes,
+        lease_ms: i64::from(config.store.lease_seconds) * 1000,
+        stopping: stop_rx.clone(),
+    };
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<pb::intake_server::IntakeServer<service::Intake>>()
+        .await;
+    health
+        .set_serving::<pb::dispatch_server::DispatchServer<service::Dispatch>>()
+        .await;
+    health
+        .set_serving::<pb::tickets_server::TicketsServer<service::Tickets>>()
+        .await;
+    health
+        .set_serving::<pb::rules_server::RulesServer<service::RulesService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    // Messages up to the ceiling are decoded so that one over the
+    // configured limit is refused by name (INVALID_ARGUMENT), not by the
+    // transport.
+    let ceiling = config::MAX_MESSAGE_CEILING;
+    let router = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(
+            pb::intake_server::IntakeServer::new(service::Intake(shared.clone()))
+                .max_decoding_message_size(ceiling),
+        )
+        .add_service(
+            pb::dispatch_server::DispatchServer::new(service::Dispatch(shared.clone()))
+                .max_decoding_message_size(ceiling),
+        )
+        .add_service(
+            pb::tickets_server::TicketsServer::new(service::Tickets(shared.clone()))
+                .max_decoding_message_size(ceiling),
+        )
+        .add_service(
+            pb::rules_server::RulesServer::new(service::RulesService(shared))
+                .max_decoding_message_size(ceiling),
+        );
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let mut stop_grpc = stop_rx.clone();
+    let done = tokio::spawn(async move {
+        let served = router
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stopped(&mut stop_grpc).await;
+                tracing::info!("shutting down: no new calls");
+            })
+            .await;
+        // The services are gone; the store thread ends once the last
+        // subscription and stream has dropped its handle.
+        let closed = tokio::task::spawn_blocking(move || writer_thread.join());
+        if tokio::time::timeout(Duration::from_secs(10), closed)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the ticket store was still in use 10 s after shutdown");
+        }
+        served.map_err(ServeError::from)
+    });
+    tracing::info!(%grpc_addr, ?metrics_addr, "minsheng serving");
+    Ok(Running {
+        grpc_addr,
+        metrics_addr,
+        stop: stop_tx,
+        done,
+    })
+}
+
+/// Resolves once the server is stopping.
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|&s| s).await;
+}
+
+/// Serves `/metrics` and keeps the queue gauges current.
+fn serve_metrics(listener: TcpListener, writer: Writer, mut stop: watch::Receiver<bool>) {
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    let builder = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("minsheng_decision_seconds".into()),
+            &[
+                0.000_02, 0.000_05, 0.000_1, 0.000_2, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.05,
+            ],
+        )
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full("minsheng_commit_batch_size".into()),
+                &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0],
+            )
+        })
+        .expect("bucket lists are not empty");
+    let recorder = builder.build_recorder();
+    let handle = recorder.handle();
+    if metrics::set_global_recorder(recorder).is_err() {
+        tracing::warn!("a metrics recorder was already installed in this process");
+    }
+    let render = handle.clone();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let render = render.clone();
+            async move { render.render() }
+        }),
+    );
+    let mut stop_http = stop.clone();
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                stopped(&mut stop_http).await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "metrics endpoint failed");
+        }
+    });
+    tokio::spawn(async move {
+        let mut seen: Vec<String> = Vec::new();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = stopped(&mut stop) => break,
+            }
+            handle.run_upkeep();
+            let Ok(stats) = writer.stats().await else {
+                continue;
+            };
+            let now = writer::now_ms();
+            let mut current = Vec::with_capacity(stats.len());
+            for q in stats {
+                metrics::gauge!("minsheng_queue_depth", "queue" => q.queue.clone())
+                    .set(q.depth as f64);
+                metrics::gauge!("minsheng_queue_oldest_unacked_seconds", "queue" => q.queue.clone())
+                    .set((now - q.oldest_at).max(0) as f64 / 1000.0);
+                current.push(q.queue);
+            }
+            for gone in seen.iter().filter(|q| !current.contains(q)) {
+                metrics::gauge!("minsheng_queue_depth", "queue" => gone.clone()).set(0.0);
+                metrics::gauge!("minsheng_queue_oldest_unacked_seconds", "queue" => gone.clone())
+                    .set(0.0);
+            }
+            seen = current;
+        }
+    });
+}
+
+/// Reloads the rules when a file of their directory changes (events
+/// within 300 ms count as one change).
+fn watch_rules(dir: &Path, rules: Arc<Rules>, mut stop: watch::Receiver<bool>) {
+    use notify::Watcher;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = tx.try_send(());
+        }
+    });
+    let mut watcher = match watcher {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the rule directory; reload with SIGHUP or Rules.Reload");
+            return;
+        }
+    };
+    if let Err(e) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the rule directory; reload with SIGHUP or Rules.Reload");
+        return;
+    }
+    tokio::spawn(async move {
+        let _watcher = watcher;
+        loop {
+            tokio::select! {
+                got = rx.recv() => if got.is_none() { break },
+                _ = stopped(&mut stop) => break,
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            while rx.try_recv().is_ok() {}
+            let _ = rules.reload("file change").await;
+        }
+    });
+}
+
+/// Reloads the rules on SIGHUP.
+fn reload_on_hangup(rules: Arc<Rules>, mut stop: watch::Receiver<bool>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP");
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = hangup.recv() => { let _ = rules.reload("SIGHUP").await; }
+                    _ = stopped(&mut stop) => break,
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = (rules, stop);
+}

@@ -1,0 +1,425 @@
+//! The gRPC services: Intake, Dispatch, Tickets and Rules.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use minsheng_core::Decision;
+use minsheng_proto::v1 as pb;
+use minsheng_store::NewTicket;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::{Stream, StreamExt};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::convert::{self, Number};
+use crate::rules::{ReloadError, Rules};
+use crate::writer::{RerouteTo, WriteError, Writer};
+
+/// What every service shares.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub rules: Arc<Rules>,
+    pub writer: Writer,
+    pub max_message_bytes: usize,
+    pub max_text_bytes: usize,
+    pub lease_ms: i64,
+    /// Becomes true when the server shuts down: open subscriptions end.
+    pub stopping: watch::Receiver<bool>,
+}
+
+fn status(e: WriteError) -> Status {
+    match e {
+        WriteError::NoTicket(_) => Status::not_found(e.to_string()),
+        WriteError::NotLeased(_) => Status::failed_precondition(e.to_string()),
+        WriteError::Unavailable(_) => {
+            Status::unavailable(format!("{e}; the call was not accepted"))
+        }
+    }
+}
+
+fn ticket_id(id: u64) -> Result<i64, Status> {
+    i64::try_from(id)
+        .ok()
+        .filter(|&id| id > 0)
+        .ok_or_else(|| Status::invalid_argument(format!("ticket_id: no ticket {id}")))
+}
+
+fn name(field: &str, value: &str) -> Result<(), Status> {
+    if value.trim().is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "{field}: missing or empty"
+        )));
+    }
+    if value.len() > 128 {
+        return Err(Status::invalid_argument(format!(
+            "{field}: more than 128 bytes"
+        )));
+    }
+    Ok(())
+}
+
+impl Shared {
+    /// Checks and classifies a call, then queues it: the answer leaves
+    /// after the commit.
+    async fn submit(&self, call: pb::Call) -> Result<pb::SubmitCallResponse, Status> {
+        convert::check_size(&call, self.max_message_bytes)?;
+        let loaded = self.rules.current();
+        let checked = convert::check_call(call, true, self.max_text_bytes, &loaded)?;
+        let started = Instant::now();
+        let decision = loaded.classifier.classify(&checked.call);
+        metrics::histogram!("minsheng_decision_seconds").record(started.elapsed().as_secs_f64());
+        let hotline = checked.call.hotline.as_str();
+        let ticket = NewTicket {
+            hotline: hotline.to_owned(),
+            call_id: checked.call.id.clone().unwrap_or_default(),
+            queue: decision.queue.clone(),
+            destination: decision.destination.clone(),
+            township: decision.township.as_ref().map(|t| t.code.to_string()),
+            urgency: convert::urgency_rank(decision.urgency),
+            decision: serde_json::to_string(&decision)
+                .map_err(|e| Status::internal(format!("decision: {e}")))?,
+            call: minsheng_store::CallRecord {
+                caller_number: checked.caller_number,
+                text: minsheng_classify::normalize(&checked.call.text),
+                location: checked.call.location.clone().unwrap_or_default(),
+                call_taker: checked.call_taker,
+                received_at: checked.received_at,
+            },
+            actor: format!("intake:{hotline}"),
+        };
+        let (id, created) = self.writer.submit(ticket).await.map_err(status)?;
+        let decision = if created {
+            metrics::counter!(
+                "minsheng_calls_total",
+                "hotline" => hotline,
+                "destination" => decision.destination.clone()
+            )
+            .increment(1);
+            tracing::info!(
+                ticket = id,
+                hotline,
+                destination = %decision.destination,
+                queue = %decision.queue,
+                urgency = %decision.urgency,
+                rules_version = loaded.classifier.rules().short_version(),
+                "call accepted"
+            );
+            decision
+        } else {
+            metrics::counter!("minsheng_duplicate_calls_total", "hotline" => hotline).increment(1);
+            let (stored, _) = self.writer.get(id).await.map_err(status)?;
+            serde_json::from_str::<Decision>(&stored.decision)
+                .map_err(|e| Status::internal(format!("stored decision of ticket {id}: {e}")))?
+        };
+        Ok(pb::SubmitCallResponse {
+            ticket_id: id as u64,
+            decision: Some(convert::decision(&decision)),
+            duplicate: !created,
+        })
+    }
+}
+
+/// `minsheng.v1.Intake`.
+#[derive(Debug, Clone)]
+pub struct Intake(pub Shared);
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl pb::intake_server::Intake for Intake {
+    async fn submit_call(
+        &self,
+        request: Request<pb::Call>,
+    ) -> Result<Response<pb::SubmitCallResponse>, Status> {
+        self.0.submit(request.into_inner()).await.map(Response::new)
+    }
+
+    type StreamCallsStream = BoxStream<pb::StreamCallsResponse>;
+
+    async fn stream_calls(
+        &self,
+        request: Request<Streaming<pb::Call>>,
+    ) -> Result<Response<Self::StreamCallsStream>, Status> {
+        let mut inbound = request.into_inner();
+        // Calls of one stream are worked on together (up to 64 at a time,
+        // so that they share commits) and answered in the order sent.
+        let (pending_tx, mut pending_rx) = mpsc::channel(64);
+        let (out_tx, out_rx) = mpsc::channel(64);
+        let shared = self.0.clone();
+        tokio::spawn(async move {
+            while let Some(next) = inbound.next().await {
+                let call = match next {
+                    Ok(call) => call,
+                    Err(status) => {
+                        tracing::debug!(%status, "call stream ended with an error");
+                        break;
+                    }
+                };
+                let shared = shared.clone();
+                let call_id = call.call_id.clone();
+                let work = tokio::spawn(async move {
+                    let result = match shared.submit(call).await {
+                        Ok(accepted) => pb::stream_calls_response::Result::Accepted(accepted),
+                        Err(s) => pb::stream_calls_response::Result::Error(pb::CallError {
+                            code: s.code() as i32,
+                            message: s.message().to_owned(),
+                        }),
+                    };
+                    pb::StreamCallsResponse {
+                        call_id,
+                        result: Some(result),
+                    }
+                });
+                if pending_tx.send(work).await.is_err() {
+                    break;
+                }
+            }
+        });
+        tokio::spawn(async move {
+            while let Some(work) = pending_rx.recv().await {
+                let answer = work
+                    .await
+                    .map_err(|e| Status::internal(format!("call task failed: {e}")));
+                if out_tx.send(answer).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+    }
+
+    async fn classify(&self, request: Request<pb::Call>) -> Result<Response<pb::Decision>, Status> {
+        let s = &self.0;
+        let call = request.into_inner();
+        convert::check_size(&call, s.max_message_bytes)?;
+        let loaded = s.rules.current();
+        let checked = convert::check_call(call, false, s.max_text_bytes, &loaded)?;
+        let d = loaded.classifier.classify(&checked.call);
+        Ok(Response::new(convert::decision(&d)))
+    }
+}
+
+/// `minsheng.v1.Dispatch`.
+#[derive(Debug, Clone)]
+pub struct Dispatch(pub Shared);
+
+/// How often a waiting subscription looks for leases that ended.
+const EXPIRY_POLL: Duration = Duration::from_millis(500);
+
+#[tonic::async_trait]
+impl pb::dispatch_server::Dispatch for Dispatch {
+    type SubscribeStream = BoxStream<pb::Delivery>;
+
+    async fn subscribe(
+        &self,
+        request: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let s = self.0.clone();
+        let req = request.into_inner();
+        name("consumer", &req.consumer)?;
+        if !s.rules.current().queues.contains(&req.queue) {
+            return Err(Status::not_found(format!(
+                "queue: no queue {:?} (a destination's queue, township.<code> or township.unassigned)",
+                req.queue
+            )));
+        }
+        let lease_ms = match req.lease_seconds {
+            0 => s.lease_ms,
+            n => i64::from(n) * 1000,
+        };
+        tracing::info!(queue = %req.queue, consumer = %req.consumer, "consumer subscribed");
+        // Capacity 1, and a ticket is leased only once there is room for
+        // it: a slow consumer holds back its own deliveries, nothing else.
+        let (tx, rx) = mpsc::channel(1);
+        let waker = s.writer.wakers.get(&req.queue);
+        let mut stopping = s.stopping.clone();
+        tokio::spawn(async move {
+            loop {
+                if *stopping.borrow() {
+                    break;
+                }
+                let permit = tokio::select! {
+                    p = tx.reserve() => match p { Ok(p) => p, Err(_) => break },
+                    _ = stopping.changed() => break,
+                };
+                let notified = waker.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                match s.writer.lease(&req.queue, &req.consumer, lease_ms).await {
+                    Ok(Some(t)) => {
+                        if t.deliveries > 1 {
+                            metrics::counter!("minsheng_redeliveries_total", "queue" => req.queue.clone())
+                                .increment(1);
+                        }
+                        let lease_until = t.lease_until.map(convert::timestamp);
+                        permit.send(Ok(pb::Delivery {
+                            ticket: Some(convert::ticket(&t, Number::Whole)),
+                            lease_until,
+                        }));
+                    }
+                    Ok(None) => {
+                        drop(permit);
+                        tokio::select! {
+                            _ = notified => {}
+                            _ = tokio::time::sleep(EXPIRY_POLL) => {}
+                            _ = tx.closed() => break,
+                            _ = stopping.changed() => break,
+                        }
+                    }
+                    Err(e) => {
+                        permit.send(Err(status(e)));
+                        break;
+                    }
+                }
+            }
+            tracing::info!(queue = %req.queue, consumer = %req.consumer, "subscription ended");
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn ack(
+        &self,
+        request: Request<pb::AckRequest>,
+    ) -> Result<Response<pb::AckResponse>, Status> {
+        let r = request.into_inner();
+        name("consumer", &r.consumer)?;
+        self.0
+            .writer
+            .ack(ticket_id(r.ticket_id)?, &r.consumer)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::AckResponse {}))
+    }
+
+    async fn nack(
+        &self,
+        request: Request<pb::NackRequest>,
+    ) -> Result<Response<pb::NackResponse>, Status> {
+        let r = request.into_inner();
+        name("consumer", &r.consumer)?;
+        self.0
+            .writer
+            .nack(ticket_id(r.ticket_id)?, &r.consumer, &r.reason)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(pb::NackResponse {}))
+    }
+
+    async fn reroute(
+        &self,
+        request: Request<pb::RerouteRequest>,
+    ) -> Result<Response<pb::RerouteResponse>, Status> {
+        let r = request.into_inner();
+        let id = ticket_id(r.ticket_id)?;
+        name("actor", &r.actor)?;
+        name("reason", &r.reason)?;
+        let loaded = self.0.rules.current();
+        let classifier = &loaded.classifier;
+        let Some(dest) = classifier.rules().destination_index(&r.destination) else {
+            let known: Vec<&str> = classifier
+                .rules()
+                .destinations
+                .iter()
+                .map(|d| d.name.as_str())
+                .collect();
+            return Err(Status::invalid_argument(format!(
+                "destination: no destination {:?} (one of {})",
+                r.destination,
+                known.join(", ")
+            )));
+        };
+        let township = if r.township_code.is_empty() {
+            None
+        } else {
+            let code: minsheng_core::TownshipCode = r
+                .township_code
+                .parse()
+                .map_err(|e| Status::invalid_argument(format!("township_code: {e}")))?;
+            if classifier.gazetteer().get(&code).is_none() {
+                return Err(Status::invalid_argument(format!(
+                    "township_code: no township {code} in the gazetteer"
+                )));
+            }
+            Some(code)
+        };
+        let to = RerouteTo {
+            queue: classifier.queue_for(dest, township.as_ref()),
+            destination: r.destination.clone(),
+            township: township.map(|c| c.to_string()),
+            reason: r.reason,
+            actor: r.actor,
+        };
+        tracing::info!(ticket = id, queue = %to.queue, actor = %to.actor, "ticket rerouted");
+        self.0.writer.reroute(id, to).await.map_err(status)?;
+        let (t, _) = self.0.writer.get(id).await.map_err(status)?;
+        Ok(Response::new(pb::RerouteResponse {
+            ticket: Some(convert::ticket(&t, Number::Masked)),
+        }))
+    }
+}
+
+/// `minsheng.v1.Tickets`.
+#[derive(Debug, Clone)]
+pub struct Tickets(pub Shared);
+
+#[tonic::async_trait]
+impl pb::tickets_server::Tickets for Tickets {
+    async fn get(
+        &self,
+        request: Request<pb::GetTicketRequest>,
+    ) -> Result<Response<pb::GetTicketResponse>, Status> {
+        let id = ticket_id(request.into_inner().ticket_id)?;
+        let (t, history) = self.0.writer.get(id).await.map_err(status)?;
+        Ok(Response::new(pb::GetTicketResponse {
+            ticket: Some(convert::ticket(&t, Number::Masked)),
+            history: history.iter().map(convert::history).collect(),
+        }))
+    }
+}
+
+/// `minsheng.v1.Rules`.
+#[derive(Debug, Clone)]
+pub struct RulesService(pub Shared);
+
+fn info(rules: &Rules, loaded: &crate::rules::Loaded) -> pb::RulesInfo {
+    let r = loaded.classifier.rules();
+    pb::RulesInfo {
+        version: r.version.clone(),
+        destinations: r.destinations.len() as u32,
+        rules: r.rules.len() as u32,
+        lists: r.lists.len() as u32,
+        examples: r.examples.len() as u32,
+        loaded_at: Some(convert::system_time(loaded.loaded_at)),
+        source: rules.source(),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::rules_server::Rules for RulesService {
+    async fn reload(
+        &self,
+        _request: Request<pb::ReloadRequest>,
+    ) -> Result<Response<pb::ReloadResponse>, Status> {
+        let rules = &self.0.rules;
+        match rules.reload("Rules.Reload").await {
+            Ok(done) => Ok(Response::new(pb::ReloadResponse {
+                info: Some(info(rules, &done.loaded)),
+                changed: done.changed,
+                warnings: done.loaded.warnings.clone(),
+            })),
+            Err(e @ (ReloadError::Invalid(_) | ReloadError::BuiltIn)) => {
+                Err(Status::failed_precondition(e.to_string()))
+            }
+            Err(e @ ReloadError::Read(_)) => Err(Status::unavailable(e.to_string())),
+        }
+    }
+
+    async fn info(
+        &self,
+        _request: Request<pb::InfoRequest>,
+    ) -> Result<Response<pb::RulesInfo>, Status> {
+        let rules = &self.0.rules;
+        Ok(Response::new(info(rules, &rules.current())))
+    }
+}
