@@ -727,6 +727,24 @@ async fn health_reflection_and_metrics_answer() {
         panic!("not a service list");
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    // A client with no proto files can resolve the interface and what it
+    // imports.
+    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileByFilename(
+            "google/protobuf/timestamp.proto".into(),
+        )),
+    };
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = answers.message().await.unwrap().unwrap().message_response;
+    assert!(
+        matches!(answer, Some(MessageResponse::FileDescriptorResponse(ref f)) if !f.file_descriptor_proto.is_empty()),
+        "{answer:?}"
+    );
     for expected in [
         "minsheng.v1.Intake",
         "minsheng.v1.Dispatch",

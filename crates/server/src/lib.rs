@@ -201,7 +201,9 @@ pub async fn start(config: &Config, source: RuleSource) -> Result<Running, Serve
             pb::rules_server::RulesServer::new(service::RulesService(shared))
                 .max_decoding_message_size(ceiling),
         );
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Without TCP_NODELAY small answers wait for the peer's delayed ACK
+    // (some 40 ms each).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut stop_grpc = stop_rx.clone();
     let done = tokio::spawn(async move {
         let served = router

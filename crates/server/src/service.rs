@@ -96,7 +96,7 @@ impl Shared {
                 "destination" => decision.destination.clone()
             )
             .increment(1);
-            tracing::info!(
+            tracing::debug!(
                 ticket = id,
                 hotline,
                 destination = %decision.destination,
