@@ -22,7 +22,7 @@ fn warnings_alone_exit_zero() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         stdout(&out),
-        "tests/fixtures/mini: 9 rules, 8 lists, 0 examples: ok, 0 warning(s)\n"
+        "tests/fixtures/mini: 10 rules, 8 lists, 0 examples: ok, 0 warning(s)\n"
     );
 }
 

@@ -40,6 +40,8 @@ pub(crate) struct Matcher {
     regexes: Vec<(MetaRegex, usize)>,
     /// regexes with neither a finite set of prefixes nor of suffixes: run on every call
     always_run: Vec<usize>,
+    /// regex → whether it is gated by a suffix as well as a prefix
+    suffix_gated: Vec<bool>,
     /// term id → the lists that hold it
     pub(crate) term_lists: Vec<Vec<usize>>,
     /// rule index → (any, all, none, unless)
@@ -73,6 +75,7 @@ impl Matcher {
         let mut phrase_targets = Vec::new();
         let mut regexes: Vec<(MetaRegex, usize)> = Vec::new();
         let mut always_run = Vec::new();
+        let mut suffix_gated = Vec::new();
         let mut regex_sources: Vec<String> = Vec::new();
         let mut intern = |term: &minsheng_rules::Term| -> usize {
             let (kind, text) = match &term.kind {
@@ -109,17 +112,29 @@ impl Matcher {
                         let meta = MetaRegex::new(r.as_str())
                             .expect("the rule compiler accepted this pattern");
                         regexes.push((meta, id));
+                        let suffixes = literals_of(r.as_str(), ExtractKind::Suffix);
+                        suffix_gated.push(false);
                         match literals_of(r.as_str(), ExtractKind::Prefix) {
                             Some(prefixes) => {
                                 for prefix in prefixes {
                                     phrase_patterns.push(prefix);
                                     phrase_targets.push(Target::Regex(index));
                                 }
+                                // A prefix alone (用, 有) is common; the
+                                // pattern also needs one of its suffixes
+                                // later in the text.
+                                if let Some(suffixes) = suffixes {
+                                    suffix_gated[index] = true;
+                                    for suffix in suffixes {
+                                        phrase_patterns.push(suffix);
+                                        phrase_targets.push(Target::RegexEnd(index));
+                                    }
+                                }
                             }
                             // No finite prefix set: run it over the whole
                             // text, but only once a suffix it must end
                             // with has been seen.
-                            None => match literals_of(r.as_str(), ExtractKind::Suffix) {
+                            None => match suffixes {
                                 Some(suffixes) => {
                                     for suffix in suffixes {
                                         phrase_patterns.push(suffix);
@@ -203,6 +218,7 @@ impl Matcher {
             phrase_targets,
             regexes,
             always_run,
+            suffix_gated,
             term_lists,
             rule_conds,
             term_rules,
@@ -234,6 +250,8 @@ impl Matcher {
         // Phrases, and the places where a gated regex may start.
         let mut starts: Vec<(usize, usize)> = Vec::new();
         let mut anywhere: Vec<usize> = Vec::new();
+        // regex → the furthest end of one of its suffixes
+        let mut suffix_end: Vec<(usize, usize)> = Vec::new();
         for m in self.phrases.find_overlapping_iter(text) {
             match self.phrase_targets[m.pattern().as_usize()] {
                 Target::Term(term) => hits.push(Hit {
@@ -244,6 +262,10 @@ impl Matcher {
                     negated_by: None,
                 }),
                 Target::Regex(r) => starts.push((r, m.start())),
+                Target::RegexEnd(r) => match suffix_end.iter_mut().find(|(x, _)| *x == r) {
+                    Some((_, end)) => *end = (*end).max(m.end()),
+                    None => suffix_end.push((r, m.end())),
+                },
                 Target::RegexAnywhere(r) => {
                     if !anywhere.contains(&r) {
                         anywhere.push(r);
@@ -265,6 +287,9 @@ impl Matcher {
         // A gated regex runs anchored at each place its prefix was seen,
         // which costs a few bytes of search, not a pass over the text.
         for (r, at) in starts {
+            if self.suffix_gated[r] && !suffix_end.iter().any(|&(x, end)| x == r && end > at) {
+                continue;
+            }
             let input = Input::new(text).range(at..).anchored(Anchored::Yes);
             if let Some(m) = self.regexes[r].0.search(&input) {
                 regex_hit(r, m);
@@ -376,4 +401,6 @@ enum Target {
     Regex(usize),
     /// This regex may match somewhere: run it over the text.
     RegexAnywhere(usize),
+    /// A match of this prefix-gated regex may end here.
+    RegexEnd(usize),
 }
