@@ -68,10 +68,13 @@ async fn drive(load: &Load, calls: Vec<Call>) -> anyhow::Result<ExitCode> {
         .map_or(0, |d| d.as_millis());
     let deadline = Instant::now() + Duration::from_secs_f64(load.seconds);
     let started = Instant::now();
+    // Operator systems number their calls in order; so does the load.
+    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = Vec::new();
     for worker in 0..load.concurrency {
         let mut client = clients[worker % clients.len()].clone();
         let calls = calls.clone();
+        let counter = counter.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies: Vec<u32> = Vec::new();
             let mut errors = 0u64;
@@ -79,7 +82,10 @@ async fn drive(load: &Load, calls: Vec<Call>) -> anyhow::Result<ExitCode> {
             while Instant::now() < deadline {
                 let c = &calls[(worker + n * 7919) % calls.len()];
                 let request = pb::Call {
-                    call_id: format!("bench-{run_id}-{worker}-{n}"),
+                    call_id: format!(
+                        "bench-{run_id}-{:012}",
+                        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    ),
                     hotline: hotline(c.hotline) as i32,
                     caller_number: "13800000000".into(),
                     text: c.text.clone(),

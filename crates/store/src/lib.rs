@@ -225,7 +225,6 @@ CREATE TABLE IF NOT EXISTS tickets (
     UNIQUE (hotline, call_id)
 );
 CREATE INDEX IF NOT EXISTS tickets_by_queue ON tickets (queue, state, urgency DESC, created_at, id);
-CREATE INDEX IF NOT EXISTS tickets_open ON tickets (state, queue, created_at) WHERE state != 'acked';
 CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY,
     ticket_id INTEGER NOT NULL REFERENCES tickets (id),
@@ -549,9 +548,9 @@ fn history(
     actor: &str,
     detail: &str,
 ) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO history (ticket_id, at, event, actor, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id, at, event, actor, detail],
-    )?;
+    )?
+    .execute(params![id, at, event, actor, detail])?;
     Ok(())
 }
