@@ -399,9 +399,18 @@ fn a_pattern_runs_where_its_start_and_its_end_are_both_seen() {
     let c = mini();
     let d = c.classify(&call("他用锤子砸门"));
     assert_eq!(d.destination, "police");
-    let m = &d.fired.iter().find(|f| f.id == "police.smashing").unwrap().matches[0];
+    let m = &d
+        .fired
+        .iter()
+        .find(|f| f.id == "police.smashing")
+        .unwrap()
+        .matches[0];
     assert_eq!((m.text.as_str(), m.start, m.end), ("用锤子砸门", 1, 6));
     // The end of a match before its start is no match.
     let d = c.classify(&call("他砸门，后来用了锤子"));
-    assert!(d.fired.iter().all(|f| f.id != "police.smashing"), "{:?}", d.fired);
+    assert!(
+        d.fired.iter().all(|f| f.id != "police.smashing"),
+        "{:?}",
+        d.fired
+    );
 }

@@ -224,7 +224,10 @@ CREATE TABLE IF NOT EXISTS tickets (
     created_at INTEGER NOT NULL,
     UNIQUE (hotline, call_id)
 );
-CREATE INDEX IF NOT EXISTS tickets_by_queue ON tickets (queue, state, urgency DESC, created_at, id);
+-- Only tickets not yet acknowledged: the index stays as small as the
+-- queues, however long the history grows.
+CREATE INDEX IF NOT EXISTS open_tickets ON tickets (queue, urgency DESC, created_at, id)
+    WHERE state != 'acked';
 CREATE TABLE IF NOT EXISTS history (
     id INTEGER PRIMARY KEY,
     ticket_id INTEGER NOT NULL REFERENCES tickets (id),
@@ -235,6 +238,8 @@ CREATE TABLE IF NOT EXISTS history (
 );
 CREATE INDEX IF NOT EXISTS history_by_ticket ON history (ticket_id, id);
 ";
+
+const OPEN_QUEUES: &str = "SELECT queue, COUNT(*), MIN(created_at) FROM tickets WHERE state != 'acked' GROUP BY queue ORDER BY queue";
 
 const TICKET_COLUMNS: &str = "id, hotline, call_id, queue, destination, township, urgency, decision, state, lease_until, deliveries, created_at, caller_number, text, location, call_taker, received_at";
 
@@ -363,7 +368,8 @@ impl Store {
             .query_row(
                 &format!(
                     "SELECT {TICKET_COLUMNS} FROM tickets
-                     WHERE queue = ?1 AND (state = 'queued' OR (state = 'leased' AND lease_until <= ?2))
+                     WHERE queue = ?1 AND state != 'acked'
+                       AND (state = 'queued' OR (state = 'leased' AND lease_until <= ?2))
                      ORDER BY urgency DESC, created_at, id LIMIT 1"
                 ),
                 params![queue, now],
@@ -501,9 +507,7 @@ impl Store {
     /// Every queue with tickets not yet acknowledged: its name, how many,
     /// and when the oldest of them was accepted (ms).
     pub fn open_queues(&self) -> Result<Vec<QueueStats>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT queue, COUNT(*), MIN(created_at) FROM tickets WHERE state != 'acked' GROUP BY queue ORDER BY queue",
-        )?;
+        let mut stmt = self.conn.prepare_cached(OPEN_QUEUES)?;
         let rows = stmt
             .query_map([], |r| {
                 Ok(QueueStats {
@@ -528,6 +532,26 @@ impl Store {
                 r.get(0)
             })?;
         Ok(())
+    }
+
+    /// The query plans of the queue queries, for tests: each line names
+    /// the index it uses.
+    #[doc(hidden)]
+    pub fn queue_query_plans(&self) -> Result<Vec<String>, StoreError> {
+        let mut plans = Vec::new();
+        for sql in [
+            format!(
+                "SELECT {TICKET_COLUMNS} FROM tickets WHERE queue = 'q' AND state != 'acked'
+                 AND (state = 'queued' OR (state = 'leased' AND lease_until <= 0))
+                 ORDER BY urgency DESC, created_at, id LIMIT 1"
+            ),
+            OPEN_QUEUES.to_owned(),
+        ] {
+            let mut stmt = self.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(3))?;
+            plans.push(rows.collect::<Result<Vec<_>, _>>()?.join("; "));
+        }
+        Ok(plans)
     }
 
     /// How many tickets of a queue are not yet acknowledged.

@@ -235,3 +235,18 @@ fn a_full_store_refuses_the_whole_batch_and_keeps_what_it_had() {
     assert_eq!(s.depth("police").unwrap(), 1, "nothing of the failed batch");
     assert_eq!(s.get(kept).unwrap().0.call_id, "kept");
 }
+
+#[test]
+fn queue_queries_read_only_the_open_tickets_index() {
+    let s = Store::open_in_memory().unwrap();
+    for plan in s.queue_query_plans().unwrap() {
+        // Through the index of open tickets, in its order: never over the
+        // whole table, never sorting a queue.
+        assert!(
+            plan.split("; ")
+                .all(|step| step.contains("INDEX open_tickets")),
+            "{plan}"
+        );
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
+}
