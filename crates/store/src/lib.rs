@@ -3,7 +3,8 @@
 //!
 //! The main type is [`Store`], an embedded SQLite database in WAL mode with
 //! `synchronous=FULL`: [`Store::submit`] returns only after the ticket and
-//! its first history entry are committed in one transaction, so a call that
+//! its audit record (the decision, rules and version: see [`audit`]) are
+//! committed in one transaction, so a call that
 //! was answered as accepted is never lost. The same (hotline, call id)
 //! submitted twice yields the same ticket. Delivery is at-least-once: a
 //! consumer [`Store::lease`]s the most urgent, then oldest, ticket of its
@@ -26,6 +27,8 @@
 //!     township: None,
 //!     urgency: 3,
 //!     decision: "{}".into(),
+//!     rules: vec!["police.weapon".into()],
+//!     rules_version: "3f2a…".into(),
 //!     call: Default::default(),
 //!     actor: "intake".into(),
 //! };
@@ -41,7 +44,11 @@
 
 use std::path::Path;
 
+pub mod audit;
+
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+pub use audit::{AuditRecord, Filter, Verified};
 
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
@@ -74,8 +81,13 @@ pub struct NewTicket {
     pub township: Option<String>,
     /// Urgency as a number: higher is more urgent (0 routine … 3 critical).
     pub urgency: i64,
-    /// The decision, as JSON, kept with the ticket.
+    /// The decision, as a JSON object; it goes into the audit record of
+    /// the call.
     pub decision: String,
+    /// The ids of the rules that fired.
+    pub rules: Vec<String>,
+    /// The rule-set version of the decision.
+    pub rules_version: String,
     /// What the call was: its text, the caller's number, where and when.
     pub call: CallRecord,
     /// Who submitted it (the intake, an operator system).
@@ -159,7 +171,8 @@ pub struct Ticket {
     pub township: Option<String>,
     /// Its urgency (higher first).
     pub urgency: i64,
-    /// The decision JSON.
+    /// The audit record of the call as JSON: the decision's fields and
+    /// `call` (where, when, who took it, the number masked).
     pub decision: String,
     /// The call.
     pub call: CallRecord,
@@ -212,7 +225,6 @@ CREATE TABLE IF NOT EXISTS tickets (
     destination TEXT NOT NULL,
     township TEXT,
     urgency INTEGER NOT NULL,
-    decision TEXT NOT NULL,
     caller_number TEXT NOT NULL,
     text TEXT NOT NULL,
     location TEXT NOT NULL,
@@ -228,20 +240,12 @@ CREATE TABLE IF NOT EXISTS tickets (
 -- queues, however long the history grows.
 CREATE INDEX IF NOT EXISTS open_tickets ON tickets (queue, urgency DESC, created_at, id)
     WHERE state != 'acked';
-CREATE TABLE IF NOT EXISTS history (
-    id INTEGER PRIMARY KEY,
-    ticket_id INTEGER NOT NULL REFERENCES tickets (id),
-    at INTEGER NOT NULL,
-    event TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    detail TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS history_by_ticket ON history (ticket_id, id);
 ";
 
 const OPEN_QUEUES: &str = "SELECT queue, COUNT(*), MIN(created_at) FROM tickets WHERE state != 'acked' GROUP BY queue ORDER BY queue";
 
-const TICKET_COLUMNS: &str = "id, hotline, call_id, queue, destination, township, urgency, decision, state, lease_until, deliveries, created_at, caller_number, text, location, call_taker, received_at";
+const TICKET_COLUMNS: &str = "id, hotline, call_id, queue, destination, township, urgency,
+    (SELECT detail FROM audit WHERE audit.ticket_id = tickets.id AND kind = 'received'), state, lease_until, deliveries, created_at, caller_number, text, location, call_taker, received_at";
 
 fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Ticket> {
     let state: String = row.get(8)?;
@@ -276,6 +280,17 @@ impl Store {
         Store::init(Connection::open(path)?)
     }
 
+    /// Opens an existing store to read only (audit queries beside a
+    /// running server).
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(Store { conn })
+    }
+
     /// A store in memory, for tests and dry runs.
     pub fn open_in_memory() -> Result<Store, StoreError> {
         Store::init(Connection::open_in_memory()?)
@@ -287,6 +302,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(audit::SCHEMA)?;
         Ok(Store { conn })
     }
 
@@ -313,9 +329,9 @@ impl Store {
             let mut find =
                 tx.prepare_cached("SELECT id FROM tickets WHERE hotline = ?1 AND call_id = ?2")?;
             let mut insert = tx.prepare_cached(
-                "INSERT INTO tickets (hotline, call_id, queue, destination, township, urgency, decision,
+                "INSERT INTO tickets (hotline, call_id, queue, destination, township, urgency,
                      caller_number, text, location, call_taker, received_at, state, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'queued', ?13)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'queued', ?12)",
             )?;
             for t in tickets {
                 let existing: Option<i64> = find
@@ -333,7 +349,6 @@ impl Store {
                     t.destination,
                     t.township,
                     t.urgency,
-                    t.decision,
                     c.caller_number,
                     c.text,
                     c.location,
@@ -342,7 +357,24 @@ impl Store {
                     now
                 ])?;
                 let id = tx.last_insert_rowid();
-                history(&tx, id, now, "accepted", &t.actor, &t.queue)?;
+                let detail = received_detail(t);
+                audit::append(
+                    &tx,
+                    now,
+                    &audit::Entry {
+                        kind: "received",
+                        actor: &t.actor,
+                        ticket_id: Some(id),
+                        call_id: Some(&t.call_id),
+                        hotline: Some(&t.hotline),
+                        queue: Some(&t.queue),
+                        destination: Some(&t.destination),
+                        township: t.township.as_deref(),
+                        rules: &t.rules,
+                        rules_version: Some(&t.rules_version),
+                        detail: &detail,
+                    },
+                )?;
                 results.push((id, true));
             }
         }
@@ -381,13 +413,13 @@ impl Store {
             return Ok(None);
         };
         if ticket.state == TicketState::Leased {
-            history(
+            ticket_event(
                 &tx,
-                ticket.id,
+                &ticket,
                 now,
                 "expired",
-                "store",
-                "lease ended without an ack",
+                "system",
+                r#"{"why":"the lease ended without an ack"}"#,
             )?;
         }
         let until = now + lease_ms;
@@ -395,13 +427,14 @@ impl Store {
             "UPDATE tickets SET state = 'leased', lease_until = ?1, deliveries = deliveries + 1 WHERE id = ?2",
             params![until, ticket.id],
         )?;
-        history(
+        ticket_event(
             &tx,
-            ticket.id,
+            &ticket,
             now,
-            "leased",
+            "delivered",
             consumer,
-            &format!("until {until}, with the caller's number"),
+            &serde_json::json!({ "lease_until": until, "caller_number": "shown whole" })
+                .to_string(),
         )?;
         tx.commit()?;
         ticket.state = TicketState::Leased;
@@ -412,13 +445,14 @@ impl Store {
 
     /// Acknowledges a leased ticket: the force has taken it.
     pub fn ack(&self, id: i64, actor: &str, now: i64) -> Result<(), StoreError> {
-        self.settle(id, actor, now, TicketState::Acked, "acked", "")
+        self.settle(id, actor, now, TicketState::Acked, "acked", "{}")
     }
 
     /// Gives a leased ticket back to its queue, to be delivered again;
     /// `reason` goes into its history.
     pub fn nack(&self, id: i64, actor: &str, reason: &str, now: i64) -> Result<(), StoreError> {
-        self.settle(id, actor, now, TicketState::Queued, "nacked", reason)
+        let detail = serde_json::json!({ "reason": reason }).to_string();
+        self.settle(id, actor, now, TicketState::Queued, "nacked", &detail)
     }
 
     fn settle(
@@ -431,25 +465,15 @@ impl Store {
         detail: &str,
     ) -> Result<(), StoreError> {
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        let state: Option<(String, Option<i64>)> = tx
-            .query_row(
-                "SELECT state, lease_until FROM tickets WHERE id = ?1",
-                params![id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        match state {
-            None => return Err(StoreError::NoTicket(id)),
-            Some((s, until)) if s != "leased" || until.is_some_and(|u| u <= now) => {
-                return Err(StoreError::NotLeased(id));
-            }
-            Some(_) => {}
+        let ticket = ticket_in(&tx, id)?;
+        if ticket.state != TicketState::Leased || ticket.lease_until.is_some_and(|u| u <= now) {
+            return Err(StoreError::NotLeased(id));
         }
         tx.execute(
             "UPDATE tickets SET state = ?1, lease_until = NULL WHERE id = ?2",
             params![to.as_str(), id],
         )?;
-        history(&tx, id, now, event, actor, detail)?;
+        ticket_event(&tx, &ticket, now, event, actor, detail)?;
         tx.commit()?;
         Ok(())
     }
@@ -458,21 +482,21 @@ impl Store {
     /// another queue and destination, back to waiting, with who and why.
     pub fn reroute(&self, id: i64, to: &Reroute<'_>, now: i64) -> Result<(), StoreError> {
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
-        let changed = tx.execute(
+        let mut ticket = ticket_in(&tx, id)?;
+        tx.execute(
             "UPDATE tickets SET queue = ?1, destination = ?2, township = ?3, state = 'queued', lease_until = NULL WHERE id = ?4",
             params![to.queue, to.destination, to.township, id],
         )?;
-        if changed == 0 {
-            return Err(StoreError::NoTicket(id));
-        }
-        history(
-            &tx,
-            id,
-            now,
-            "rerouted",
-            to.actor,
-            &format!("to {}: {}", to.queue, to.reason),
-        )?;
+        let detail = serde_json::json!({
+            "from": { "queue": ticket.queue, "destination": ticket.destination, "township": ticket.township },
+            "to": { "queue": to.queue, "destination": to.destination, "township": to.township },
+            "reason": to.reason,
+        })
+        .to_string();
+        ticket.queue = to.queue.to_owned();
+        ticket.destination = to.destination.to_owned();
+        ticket.township = to.township.map(str::to_owned);
+        ticket_event(&tx, &ticket, now, "rerouted", to.actor, &detail)?;
         tx.commit()?;
         Ok(())
     }
@@ -488,8 +512,8 @@ impl Store {
             )
             .optional()?
             .ok_or(StoreError::NoTicket(id))?;
-        let mut stmt = self.conn.prepare(
-            "SELECT at, event, actor, detail FROM history WHERE ticket_id = ?1 ORDER BY id",
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT at, kind, actor, detail FROM audit WHERE ticket_id = ?1 ORDER BY seq",
         )?;
         let entries = stmt
             .query_map(params![id], |r| {
@@ -502,6 +526,59 @@ impl Store {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok((ticket, entries))
+    }
+
+    /// Appends an audit record of an event that is not a ticket's (rules
+    /// loaded or rejected, caller numbers shown), in its own transaction.
+    /// Returns its sequence number.
+    pub fn audit_event(
+        &self,
+        kind: &str,
+        actor: &str,
+        rules_version: Option<&str>,
+        detail: &str,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        let seq = audit::append(
+            &tx,
+            now,
+            &audit::Entry {
+                kind,
+                actor,
+                rules_version,
+                detail,
+                ..Default::default()
+            },
+        )?;
+        tx.commit()?;
+        Ok(seq)
+    }
+
+    /// Walks the audit chain from its first record: intact, or the first
+    /// record that does not hold.
+    pub fn audit_verify(&self) -> Result<Verified, StoreError> {
+        Ok(audit::verify(&self.conn)?)
+    }
+
+    /// The audit records a filter wants, in order, each passed to `each`;
+    /// `each` returns false to stop.
+    pub fn audit_query(
+        &self,
+        filter: &Filter,
+        each: impl FnMut(AuditRecord) -> bool,
+    ) -> Result<(), StoreError> {
+        Ok(audit::query(&self.conn, filter, each)?)
+    }
+
+    /// A ticket's caller number, whole: for a privileged export, which must
+    /// itself be recorded ([`Store::audit_event`]).
+    pub fn caller_number(&self, ticket_id: i64) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT caller_number FROM tickets WHERE id = ?1")?
+            .query_row(params![ticket_id], |r| r.get(0))
+            .optional()?)
     }
 
     /// Every queue with tickets not yet acknowledged: its name, how many,
@@ -564,17 +641,57 @@ impl Store {
     }
 }
 
-fn history(
+/// A ticket inside a transaction.
+fn ticket_in(tx: &rusqlite::Transaction<'_>, id: i64) -> Result<Ticket, StoreError> {
+    tx.prepare_cached(&format!(
+        "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?1"
+    ))?
+    .query_row(params![id], ticket_from_row)
+    .optional()?
+    .ok_or(StoreError::NoTicket(id))
+}
+
+/// The audit record of an event of a ticket, as it is after the event.
+fn ticket_event(
     tx: &rusqlite::Transaction<'_>,
-    id: i64,
+    t: &Ticket,
     at: i64,
-    event: &str,
+    kind: &str,
     actor: &str,
     detail: &str,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO history (ticket_id, at, event, actor, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![id, at, event, actor, detail])?;
-    Ok(())
+) -> rusqlite::Result<i64> {
+    audit::append(
+        tx,
+        at,
+        &audit::Entry {
+            kind,
+            actor,
+            ticket_id: Some(t.id),
+            call_id: Some(&t.call_id),
+            hotline: Some(&t.hotline),
+            queue: Some(&t.queue),
+            destination: Some(&t.destination),
+            township: t.township.as_deref(),
+            detail,
+            ..Default::default()
+        },
+    )
+}
+
+/// The detail of a `received` record: the decision's fields and the call,
+/// its number masked.
+fn received_detail(t: &NewTicket) -> String {
+    let c = &t.call;
+    let call = serde_json::json!({
+        "caller_number": minsheng_core::mask_number(&c.caller_number),
+        "location": c.location,
+        "call_taker": c.call_taker,
+        "received_at": c.received_at,
+    });
+    let decision = t.decision.trim();
+    match decision.strip_prefix('{') {
+        Some(rest) if rest.trim_start().starts_with('}') => format!("{{\"call\":{call}}}"),
+        Some(rest) => format!("{{\"call\":{call},{rest}"),
+        None => serde_json::json!({ "call": call, "decision": decision }).to_string(),
+    }
 }
