@@ -272,8 +272,8 @@ async fn calls_of_every_destination_reach_their_queues() {
     assert_eq!(
         events,
         [
-            ("accepted", "intake:12345"),
-            ("leased", "test-consumer-dispatch.police")
+            ("received", "intake:12345"),
+            ("delivered", "test-consumer-dispatch.police")
         ]
     );
 }
@@ -341,10 +341,16 @@ async fn ack_nack_and_lease_expiry_deliver_as_promised() {
     assert_eq!(
         events,
         [
-            "accepted", "leased", "nacked", "leased", "expired", "leased", "acked"
+            "received",
+            "delivered",
+            "nacked",
+            "delivered",
+            "expired",
+            "delivered",
+            "acked"
         ]
     );
-    assert_eq!(h.history[2].detail, "no car free");
+    assert_eq!(h.history[2].detail, r#"{"reason":"no car free"}"#);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -416,9 +422,15 @@ async fn a_reroute_moves_the_ticket_and_records_who_and_why() {
         .history;
     let rerouted = h.iter().find(|e| e.event == "rerouted").unwrap();
     assert_eq!(rerouted.actor, "operator-7");
-    assert_eq!(
-        rerouted.detail,
-        "to township.330402008: caller is in 解放街道"
+    assert!(
+        rerouted
+            .detail
+            .contains(r#""reason":"caller is in 解放街道""#)
+            && rerouted
+                .detail
+                .contains(r#""to":{"destination":"township","queue":"township.330402008""#),
+        "{}",
+        rerouted.detail
     );
 
     let bad = dispatch

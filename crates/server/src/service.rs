@@ -79,6 +79,8 @@ impl Shared {
             urgency: convert::urgency_rank(decision.urgency),
             decision: serde_json::to_string(&decision)
                 .map_err(|e| Status::internal(format!("decision: {e}")))?,
+            rules: decision.fired.iter().map(|f| f.id.clone()).collect(),
+            rules_version: decision.rules_version.clone(),
             call: minsheng_store::CallRecord {
                 caller_number: checked.caller_number,
                 text: minsheng_classify::normalize(&checked.call.text),
