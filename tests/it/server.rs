@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use minsheng_proto::v1 as pb;
+use pb::audit_client::AuditClient;
 use pb::dispatch_client::DispatchClient;
 use pb::intake_client::IntakeClient;
 use pb::rules_client::RulesClient;
@@ -103,6 +104,27 @@ impl Server {
 
     async fn rules(&self) -> RulesClient<Channel> {
         RulesClient::new(self.channel().await)
+    }
+
+    async fn audit(&self, q: pb::AuditQueryRequest) -> Vec<pb::AuditRecord> {
+        let mut stream = AuditClient::new(self.channel().await)
+            .query(q)
+            .await
+            .unwrap()
+            .into_inner();
+        let mut out = Vec::new();
+        while let Some(r) = stream.message().await.unwrap() {
+            out.push(r);
+        }
+        out
+    }
+
+    async fn verify(&self) -> pb::VerifyResponse {
+        AuditClient::new(self.channel().await)
+            .verify(pb::VerifyRequest {})
+            .await
+            .unwrap()
+            .into_inner()
     }
 
     fn signal(&self, signal: i32) {
@@ -433,6 +455,40 @@ async fn a_reroute_moves_the_ticket_and_records_who_and_why() {
         rerouted.detail
     );
 
+    // The audit log has the ticket's story, chained and intact.
+    let records = s
+        .audit(pb::AuditQueryRequest {
+            ticket_id: id,
+            ..Default::default()
+        })
+        .await;
+    let kinds: Vec<&str> = records.iter().map(|r| r.kind.as_str()).collect();
+    assert_eq!(kinds, ["received", "rerouted", "delivered"]);
+    assert!(
+        records[0].rules.iter().any(|r| r.starts_with("township.")),
+        "{:?}",
+        records[0]
+    );
+    assert!(
+        records[0]
+            .detail
+            .contains(r#""caller_number":"138****5678""#)
+    );
+    assert!(
+        !records.iter().any(|r| r.detail.contains("13812345678")),
+        "no full number in the log"
+    );
+    let reroutes = s
+        .audit(pb::AuditQueryRequest {
+            kind: "rerouted".into(),
+            actor: "operator-7".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(reroutes.len(), 1);
+    let v = s.verify().await;
+    assert!(v.intact && v.records == 3, "{v:?}");
+
     let bad = dispatch
         .reroute(pb::RerouteRequest {
             ticket_id: id,
@@ -678,6 +734,39 @@ async fn a_bad_reload_keeps_the_old_rules_and_a_good_one_swaps() {
     // Unchanged files: nothing swapped.
     let again = s.rules().await.reload(pb::ReloadRequest {}).await.unwrap();
     assert!(!again.into_inner().changed);
+
+    // Both are in the audit log, with who asked and the versions.
+    let rejected = s
+        .audit(pb::AuditQueryRequest {
+            kind: "rules_rejected".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(rejected.len(), 1);
+    assert!(
+        rejected[0].actor.starts_with("client 127.0.0.1:"),
+        "{:?}",
+        rejected[0]
+    );
+    assert!(
+        rejected[0].detail.contains("rules.toml:"),
+        "{:?}",
+        rejected[0]
+    );
+    assert_eq!(rejected[0].rules_version, before);
+    let loaded = s
+        .audit(pb::AuditQueryRequest {
+            kind: "rules_loaded".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(loaded.len(), 1, "an unchanged reload is no event");
+    assert_eq!(loaded[0].rules_version, after);
+    assert!(
+        loaded[0]
+            .detail
+            .contains(&format!(r#""old_version":"{before}""#))
+    );
 
     // SIGHUP reloads too.
     std::fs::write(&rules_file, &good).unwrap();

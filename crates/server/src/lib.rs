@@ -36,6 +36,9 @@ use crate::rules::Rules;
 use crate::service::Shared;
 use crate::writer::Writer;
 
+/// The ticket database's file name in the data directory.
+pub const DB_FILE: &str = "tickets.db";
+
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -96,6 +99,53 @@ impl Running {
     }
 }
 
+/// Reloads the rules and records the outcome in the audit log: the new
+/// version, or the refusal with its errors. An unchanged set is no event.
+pub(crate) async fn reload_recorded(
+    rules: &Arc<Rules>,
+    writer: &Writer,
+    trigger: &str,
+    actor: &str,
+) -> Result<rules::Reloaded, ReloadError> {
+    let old = rules.current().classifier.rules().version.clone();
+    let result = rules.reload(trigger).await;
+    let event = match &result {
+        Ok(done) if done.changed => {
+            let new = done.loaded.classifier.rules().version.clone();
+            Some(writer::Event {
+                kind: "rules_loaded",
+                actor: actor.to_owned(),
+                detail: serde_json::json!({
+                    "trigger": trigger,
+                    "old_version": old,
+                    "new_version": new,
+                    "warnings": done.loaded.warnings.len(),
+                })
+                .to_string(),
+                rules_version: Some(new),
+            })
+        }
+        Ok(_) => None,
+        Err(e) => Some(writer::Event {
+            kind: "rules_rejected",
+            actor: actor.to_owned(),
+            detail: serde_json::json!({
+                "trigger": trigger,
+                "serving_version": old,
+                "error": e.to_string(),
+            })
+            .to_string(),
+            rules_version: Some(old),
+        }),
+    };
+    if let Some(event) = event
+        && let Err(e) = writer.event(event).await
+    {
+        tracing::error!(error = %e, "the rules reload could not be recorded in the audit log");
+    }
+    result
+}
+
 fn open_store(config: &Config) -> Result<Store, ServeError> {
     let dir = &config.store.data_dir;
     let fail = |source: Box<dyn std::error::Error + Send + Sync>| ServeError::Store {
@@ -103,7 +153,7 @@ fn open_store(config: &Config) -> Result<Store, ServeError> {
         source,
     };
     std::fs::create_dir_all(dir).map_err(|e| fail(Box::new(e)))?;
-    let store = Store::open(&dir.join("tickets.db")).map_err(|e| fail(Box::new(e)))?;
+    let store = Store::open(&dir.join(DB_FILE)).map_err(|e| fail(Box::new(e)))?;
     if config.store.max_bytes > 0 {
         store
             .set_size_limit(config.store.max_bytes)
@@ -149,9 +199,9 @@ pub async fn start(config: &Config, source: RuleSource) -> Result<Running, Serve
     })?;
 
     if let Some(dir) = watch_dir {
-        watch_rules(&dir, rules.clone(), stop_rx.clone());
+        watch_rules(&dir, rules.clone(), writer.clone(), stop_rx.clone());
     }
-    reload_on_hangup(rules.clone(), stop_rx.clone());
+    reload_on_hangup(rules.clone(), writer.clone(), stop_rx.clone());
 
     let shared = Shared {
         rules,
@@ -159,6 +209,7 @@ pub async fn start(config: &Config, source: RuleSource) -> Result<Running, Serve
         max_message_bytes: config.server.max_message_bytes,
         max_text_bytes: config.server.max_text_bytes,
         lease_ms: i64::from(config.store.lease_seconds) * 1000,
+        db_path: config.store.data_dir.join(DB_FILE),
         stopping: stop_rx.clone(),
     };
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -173,6 +224,9 @@ pub async fn start(config: &Config, source: RuleSource) -> Result<Running, Serve
         .await;
     health
         .set_serving::<pb::rules_server::RulesServer<service::RulesService>>()
+        .await;
+    health
+        .set_serving::<pb::audit_server::AuditServer<service::Audit>>()
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -198,9 +252,10 @@ pub async fn start(config: &Config, source: RuleSource) -> Result<Running, Serve
                 .max_decoding_message_size(ceiling),
         )
         .add_service(
-            pb::rules_server::RulesServer::new(service::RulesService(shared))
+            pb::rules_server::RulesServer::new(service::RulesService(shared.clone()))
                 .max_decoding_message_size(ceiling),
-        );
+        )
+        .add_service(pb::audit_server::AuditServer::new(service::Audit(shared)));
     // Without TCP_NODELAY small answers wait for the peer's delayed ACK
     // (some 40 ms each).
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -310,7 +365,7 @@ fn serve_metrics(listener: TcpListener, writer: Writer, mut stop: watch::Receive
 
 /// Reloads the rules when a file of their directory changes (events
 /// within 300 ms count as one change).
-fn watch_rules(dir: &Path, rules: Arc<Rules>, mut stop: watch::Receiver<bool>) {
+fn watch_rules(dir: &Path, rules: Arc<Rules>, writer: Writer, mut stop: watch::Receiver<bool>) {
     use notify::Watcher;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -338,13 +393,13 @@ fn watch_rules(dir: &Path, rules: Arc<Rules>, mut stop: watch::Receiver<bool>) {
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
             while rx.try_recv().is_ok() {}
-            let _ = rules.reload("file change").await;
+            let _ = reload_recorded(&rules, &writer, "file change", "system").await;
         }
     });
 }
 
 /// Reloads the rules on SIGHUP.
-fn reload_on_hangup(rules: Arc<Rules>, mut stop: watch::Receiver<bool>) {
+fn reload_on_hangup(rules: Arc<Rules>, writer: Writer, mut stop: watch::Receiver<bool>) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -358,12 +413,14 @@ fn reload_on_hangup(rules: Arc<Rules>, mut stop: watch::Receiver<bool>) {
         tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    _ = hangup.recv() => { let _ = rules.reload("SIGHUP").await; }
+                    _ = hangup.recv() => {
+                        let _ = reload_recorded(&rules, &writer, "SIGHUP", "system").await;
+                    }
                     _ = stopped(&mut stop) => break,
                 }
             }
         });
     }
     #[cfg(not(unix))]
-    let _ = (rules, stop);
+    let _ = (rules, writer, stop);
 }

@@ -24,6 +24,9 @@ pub struct Shared {
     pub max_message_bytes: usize,
     pub max_text_bytes: usize,
     pub lease_ms: i64,
+    /// The ticket database, opened again read-only for audit queries so
+    /// that they never hold up the store's thread.
+    pub db_path: std::path::PathBuf,
     /// Becomes true when the server shuts down: open subscriptions end.
     pub stopping: watch::Receiver<bool>,
 }
@@ -401,10 +404,14 @@ fn info(rules: &Rules, loaded: &crate::rules::Loaded) -> pb::RulesInfo {
 impl pb::rules_server::Rules for RulesService {
     async fn reload(
         &self,
-        _request: Request<pb::ReloadRequest>,
+        request: Request<pb::ReloadRequest>,
     ) -> Result<Response<pb::ReloadResponse>, Status> {
         let rules = &self.0.rules;
-        match rules.reload("Rules.Reload").await {
+        let actor = match request.remote_addr() {
+            Some(addr) => format!("client {addr}"),
+            None => "client".to_owned(),
+        };
+        match crate::reload_recorded(rules, &self.0.writer, "Rules.Reload", &actor).await {
             Ok(done) => Ok(Response::new(pb::ReloadResponse {
                 info: Some(info(rules, &done.loaded)),
                 changed: done.changed,
@@ -423,5 +430,105 @@ impl pb::rules_server::Rules for RulesService {
     ) -> Result<Response<pb::RulesInfo>, Status> {
         let rules = &self.0.rules;
         Ok(Response::new(info(rules, &rules.current())))
+    }
+}
+
+/// `minsheng.v1.Audit`.
+#[derive(Debug, Clone)]
+pub struct Audit(pub Shared);
+
+fn audit_record(r: minsheng_store::AuditRecord) -> pb::AuditRecord {
+    pb::AuditRecord {
+        seq: r.seq as u64,
+        at: Some(convert::timestamp(r.at)),
+        kind: r.kind,
+        actor: r.actor,
+        ticket_id: r.ticket_id.unwrap_or(0) as u64,
+        call_id: r.call_id.unwrap_or_default(),
+        hotline: r.hotline.unwrap_or_default(),
+        queue: r.queue.unwrap_or_default(),
+        destination: r.destination.unwrap_or_default(),
+        township_code: r.township.unwrap_or_default(),
+        rules: r.rules,
+        rules_version: r.rules_version.unwrap_or_default(),
+        detail: r.detail,
+        prev_hash: r.prev_hash,
+        hash: r.hash,
+    }
+}
+
+fn millis(t: &prost_types::Timestamp) -> i64 {
+    t.seconds.saturating_mul(1000) + i64::from(t.nanos / 1_000_000)
+}
+
+fn read_only(path: &std::path::Path) -> Result<minsheng_store::Store, Status> {
+    minsheng_store::Store::open_read_only(path)
+        .map_err(|e| Status::unavailable(format!("audit log: {e}")))
+}
+
+#[tonic::async_trait]
+impl pb::audit_server::Audit for Audit {
+    type QueryStream = BoxStream<pb::AuditRecord>;
+
+    async fn query(
+        &self,
+        request: Request<pb::AuditQueryRequest>,
+    ) -> Result<Response<Self::QueryStream>, Status> {
+        let q = request.into_inner();
+        let text = |s: String| (!s.is_empty()).then_some(s);
+        let filter = minsheng_store::Filter {
+            from: q.from.as_ref().map(millis),
+            to: q.to.as_ref().map(millis),
+            call_id: text(q.call_id),
+            ticket_id: (q.ticket_id > 0).then_some(q.ticket_id as i64),
+            destination: text(q.destination),
+            township: text(q.township_code),
+            rule: text(q.rule_id),
+            actor: text(q.actor),
+            kind: text(q.kind),
+        };
+        let limit = if q.limit == 0 {
+            usize::MAX
+        } else {
+            q.limit as usize
+        };
+        let store = read_only(&self.0.db_path)?;
+        let (tx, rx) = mpsc::channel(64);
+        tokio::task::spawn_blocking(move || {
+            let mut sent = 0;
+            let walked = store.audit_query(&filter, |r| {
+                sent += 1;
+                tx.blocking_send(Ok(audit_record(r))).is_ok() && sent < limit
+            });
+            if let Err(e) = walked {
+                let _ = tx.blocking_send(Err(Status::unavailable(format!("audit log: {e}"))));
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn verify(
+        &self,
+        _request: Request<pb::VerifyRequest>,
+    ) -> Result<Response<pb::VerifyResponse>, Status> {
+        let store = read_only(&self.0.db_path)?;
+        let verified = tokio::task::spawn_blocking(move || store.audit_verify())
+            .await
+            .map_err(|e| Status::internal(format!("verify task: {e}")))?
+            .map_err(|e| Status::unavailable(format!("audit log: {e}")))?;
+        Ok(Response::new(match verified {
+            minsheng_store::Verified::Intact { records, head } => pb::VerifyResponse {
+                intact: true,
+                records: records as u64,
+                head_hash: head,
+                ..Default::default()
+            },
+            minsheng_store::Verified::Broken { seq, problem } => pb::VerifyResponse {
+                intact: false,
+                broken_seq: seq as u64,
+                problem,
+                ..Default::default()
+            },
+        }))
     }
 }

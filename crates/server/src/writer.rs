@@ -59,6 +59,16 @@ enum Op {
     Reroute(i64, RerouteTo, Reply<()>),
     Get(i64, Reply<(Ticket, Vec<HistoryEntry>)>),
     Stats(Reply<Vec<QueueStats>>),
+    Event(Box<Event>, Reply<i64>),
+}
+
+/// An audit record of an event that is not a ticket's.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub kind: &'static str,
+    pub actor: String,
+    pub rules_version: Option<String>,
+    pub detail: String,
 }
 
 /// Wakes the subscribers of a queue when a ticket arrives in it.
@@ -163,6 +173,11 @@ impl Writer {
         self.call(|r| Op::Get(id, r)).await
     }
 
+    /// Appends an audit record of an event that is not a ticket's.
+    pub async fn event(&self, event: Event) -> Result<i64, WriteError> {
+        self.call(|r| Op::Event(Box::new(event), r)).await
+    }
+
     /// The open tickets of every queue.
     pub async fn stats(&self) -> Result<Vec<QueueStats>, WriteError> {
         self.call(Op::Stats).await
@@ -257,6 +272,16 @@ fn run(store: Store, mut rx: mpsc::Receiver<Op>, max_batch: usize, wakers: &Wake
             }
             Op::Get(id, reply) => {
                 let _ = reply.send(store.get(id).map_err(Into::into));
+            }
+            Op::Event(e, reply) => {
+                let r = store.audit_event(
+                    e.kind,
+                    &e.actor,
+                    e.rules_version.as_deref(),
+                    &e.detail,
+                    now_ms(),
+                );
+                let _ = reply.send(r.map_err(Into::into));
             }
             Op::Stats(reply) => {
                 let _ = reply.send(store.open_queues().map_err(Into::into));
