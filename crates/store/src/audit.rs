@@ -107,6 +107,12 @@ CREATE TABLE IF NOT EXISTS audit_head (
     seq INTEGER NOT NULL,
     hash TEXT NOT NULL
 );
+-- The last record removed by a prune: the chain starts after it.
+CREATE TABLE IF NOT EXISTS audit_anchor (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL
+);
 ";
 
 pub(crate) const COLUMNS: &str = "seq, at, kind, actor, ticket_id, call_id, hotline, queue, destination, township, rules, rules_version, detail, prev_hash, hash";
@@ -260,8 +266,18 @@ pub enum Verified {
 pub(crate) fn verify(conn: &rusqlite::Connection) -> rusqlite::Result<Verified> {
     let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM audit ORDER BY seq"))?;
     let mut rows = stmt.query([])?;
-    let mut expected_seq = 1;
-    let mut prev = GENESIS.to_owned();
+    let anchor: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT seq, hash FROM audit_anchor WHERE one = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let (mut expected_seq, mut prev) = match anchor {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1, GENESIS.to_owned()),
+    };
+    let first = expected_seq;
     while let Some(row) = rows.next()? {
         let r = from_row(row)?;
         if r.seq != expected_seq {
@@ -293,29 +309,30 @@ pub(crate) fn verify(conn: &rusqlite::Connection) -> rusqlite::Result<Verified> 
         prev = r.hash;
         expected_seq += 1;
     }
-    let records = expected_seq - 1;
+    let records = expected_seq - first;
+    let last = expected_seq - 1;
     let head: Option<(i64, String)> = conn
         .query_row("SELECT seq, hash FROM audit_head WHERE one = 1", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()?;
     match head {
-        None if records == 0 => Ok(Verified::Intact {
+        None if records == 0 && first == 1 => Ok(Verified::Intact {
             records,
             head: GENESIS.to_owned(),
         }),
-        Some((seq, hash)) if seq == records && hash == prev => Ok(Verified::Intact {
+        Some((seq, hash)) if seq == last && hash == prev => Ok(Verified::Intact {
             records,
             head: prev,
         }),
-        Some((seq, _)) if seq > records => Ok(Verified::Broken {
-            seq: records + 1,
+        Some((seq, _)) if seq > last => Ok(Verified::Broken {
+            seq: last + 1,
             problem: format!(
-                "the log ends at record {records} but its head says {seq}: records were cut off the end"
+                "the log ends at record {last} but its head says {seq}: records were cut off the end"
             ),
         }),
         _ => Ok(Verified::Broken {
-            seq: records,
+            seq: last,
             problem: "the head of the log does not match its last record".into(),
         }),
     }
@@ -400,4 +417,52 @@ pub(crate) fn query(
         }
     }
     Ok(())
+}
+
+/// Removes the records older than `before` (ms), but never the last one,
+/// keeping the last removed record's place and hash as the anchor the
+/// chain now starts from, and appends a `pruned` record saying so.
+/// Returns how many records were removed.
+pub(crate) fn prune(
+    tx: &rusqlite::Transaction<'_>,
+    before: i64,
+    actor: &str,
+    now: i64,
+) -> rusqlite::Result<i64> {
+    let through: Option<(i64, String)> = tx
+        .query_row(
+            "SELECT seq, hash FROM audit
+             WHERE at < ?1 AND seq < (SELECT seq FROM audit_head WHERE one = 1)
+             ORDER BY seq DESC LIMIT 1",
+            params![before],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((seq, hash)) = through else {
+        return Ok(0);
+    };
+    let removed = tx.execute("DELETE FROM audit WHERE seq <= ?1", params![seq])? as i64;
+    tx.execute(
+        "INSERT INTO audit_anchor (one, seq, hash) VALUES (1, ?1, ?2)
+         ON CONFLICT (one) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+        params![seq, hash],
+    )?;
+    let detail = serde_json::json!({
+        "through_seq": seq,
+        "through_hash": hash,
+        "before": before,
+        "records": removed,
+    })
+    .to_string();
+    append(
+        tx,
+        now,
+        &Entry {
+            kind: "pruned",
+            actor,
+            detail: &detail,
+            ..Default::default()
+        },
+    )?;
+    Ok(removed)
 }

@@ -50,6 +50,10 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 pub use audit::{AuditRecord, Filter, Verified};
 
+/// The shortest retention of audit records, in days: network logs are kept
+/// at least six months (Cybersecurity Law of the PRC, art. 21).
+pub const MIN_RETENTION_DAYS: u32 = 180;
+
 /// Errors of the store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -61,6 +65,9 @@ pub enum StoreError {
     /// No ticket has this id.
     #[error("no ticket {0}")]
     NoTicket(i64),
+    /// A retention shorter than the law allows.
+    #[error("audit records are kept at least {MIN_RETENTION_DAYS} days, not {0}")]
+    Retention(u32),
     /// The ticket is not leased, so it cannot be acknowledged or given back.
     #[error("ticket {0} is not leased (already acknowledged, or its lease ended)")]
     NotLeased(i64),
@@ -553,6 +560,27 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(seq)
+    }
+
+    /// Removes the audit records older than `retention_days` days before
+    /// `now`, for a retention policy; at least [`MIN_RETENTION_DAYS`], and
+    /// never the last record. The chain then starts from the last record
+    /// removed (its place and hash are kept), and a `pruned` record says
+    /// who removed what. Returns how many records were removed.
+    pub fn audit_prune(
+        &self,
+        retention_days: u32,
+        actor: &str,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        if retention_days < MIN_RETENTION_DAYS {
+            return Err(StoreError::Retention(retention_days));
+        }
+        let before = now - i64::from(retention_days) * 86_400_000;
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)?;
+        let removed = audit::prune(&tx, before, actor, now)?;
+        tx.commit()?;
+        Ok(removed)
     }
 
     /// Walks the audit chain from its first record: intact, or the first

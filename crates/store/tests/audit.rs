@@ -270,3 +270,47 @@ fn queries_return_exactly_the_matching_records() {
         .is_empty()
     );
 }
+
+#[test]
+fn a_prune_keeps_the_chain_verifiable_and_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("t.db")).unwrap();
+    let day = 86_400_000;
+    for (i, at) in [(0, 0), (1, day), (2, 200 * day), (3, 201 * day)] {
+        s.submit(&call(&format!("p{i}"), "police", "r"), at)
+            .unwrap();
+    }
+    assert!(
+        matches!(s.audit_prune(30, "archivist", 201 * day), Err(e) if e.to_string().contains("at least 180 days")),
+        "a retention under the floor is refused"
+    );
+    // Kept 180 days back from day 201: the records of day 0 and 1 go.
+    assert_eq!(s.audit_prune(180, "archivist", 201 * day).unwrap(), 2);
+    let Verified::Intact { records, .. } = s.audit_verify().unwrap() else {
+        panic!("a pruned chain still verifies");
+    };
+    assert_eq!(records, 3, "two kept, and the record of the prune");
+    let mut pruned = Vec::new();
+    s.audit_query(
+        &Filter {
+            kind: Some("pruned".into()),
+            ..Default::default()
+        },
+        |r| {
+            pruned.push(r);
+            true
+        },
+    )
+    .unwrap();
+    assert_eq!(pruned[0].actor, "archivist");
+    assert!(
+        pruned[0].detail.contains("\"records\":2"),
+        "{}",
+        pruned[0].detail
+    );
+    // Tampering after a prune is still found.
+    raw(&dir)
+        .execute("DELETE FROM audit WHERE seq = 3", [])
+        .unwrap();
+    assert_eq!(broken(&dir).0, 3);
+}
