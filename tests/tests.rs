@@ -1,6 +1,7 @@
 //! minsheng's integration tests: one binary, a module per area.
 
 mod it {
+    pub mod audit_cli;
     pub mod cli;
     pub mod default_rules;
     pub mod engine;

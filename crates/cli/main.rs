@@ -2,6 +2,7 @@
 //! flags, wires the crates together and prints; the decisions are made in
 //! `minsheng-classify`.
 
+mod audit;
 mod bench;
 mod commands;
 mod load;
@@ -115,6 +116,12 @@ enum Command {
         /// Log format on stderr.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+    },
+    /// Read the audit log of a data directory: verify its hash chain, query
+    /// its records, count the decisions and the overrides.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
     },
 }
 
@@ -239,6 +246,7 @@ fn main() -> ExitCode {
             no_metrics,
             data,
         }),
+        Command::Audit { command } => audit::run(command),
     };
     match result {
         Ok(code) => code,
