@@ -5,7 +5,9 @@ mod it {
     pub mod cli;
     pub mod default_rules;
     pub mod engine;
+    pub mod gencert;
     pub mod rules_check;
+    pub mod security;
     pub mod server;
     pub mod support;
 }

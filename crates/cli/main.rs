@@ -5,6 +5,7 @@
 mod audit;
 mod bench;
 mod commands;
+mod gencert;
 mod load;
 mod render;
 mod serve;
@@ -122,6 +123,31 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: audit::AuditCommand,
+    },
+    /// Make a development certificate authority, a server certificate and
+    /// client certificates for TLS and mutual TLS (not for production).
+    ///
+    /// Writes ca.pem and ca.key, server.pem and server.key (for localhost,
+    /// 127.0.0.1 and every --host), and NAME.pem and NAME.key for every
+    /// --client NAME (its common name). Keys are readable by their owner
+    /// alone.
+    GenCert {
+        /// The directory to write into (created if missing).
+        #[arg(long, value_name = "DIR", default_value = "certs")]
+        out: PathBuf,
+        /// Another name or IP address the server certificate is valid for
+        /// (repeatable).
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+        /// Make a client certificate with this common name (repeatable).
+        #[arg(long = "client", value_name = "NAME")]
+        clients: Vec<String>,
+        /// Days the certificates are valid from now.
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+        days: u32,
+        /// Replace an existing ca.pem and ca.key in the directory.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -247,6 +273,19 @@ fn main() -> ExitCode {
             data,
         }),
         Command::Audit { command } => audit::run(command),
+        Command::GenCert {
+            out,
+            hosts,
+            clients,
+            days,
+            force,
+        } => gencert::run(&gencert::Request {
+            out,
+            hosts,
+            clients,
+            days,
+            force,
+        }),
     };
     match result {
         Ok(code) => code,

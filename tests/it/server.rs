@@ -19,11 +19,11 @@ use tonic::transport::Channel;
 use super::support::{fixture, root};
 
 /// A server process with its own data directory and rule directory.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
+pub(super) struct Server {
+    pub(super) child: Child,
+    pub(super) addr: SocketAddr,
     metrics: Option<String>,
-    dir: PathBuf,
+    pub(super) dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -40,7 +40,18 @@ impl Server {
     }
 
     /// A server in `dir` (rules in `dir/rules`, data in `dir/data`).
-    fn start_in(dir: &Path) -> Server {
+    pub(super) fn start_in(dir: &Path) -> Server {
+        Server::start_with_args(dir, &[], &[], Stdio::inherit())
+    }
+
+    /// A server in `dir` with more environment and flags, its log going
+    /// to `log`.
+    pub(super) fn start_with_args(
+        dir: &Path,
+        env: &[(&str, &str)],
+        args: &[&str],
+        log: Stdio,
+    ) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_minsheng"))
             .args([
                 "serve",
@@ -49,11 +60,13 @@ impl Server {
                 "--metrics-listen",
                 "127.0.0.1:0",
             ])
+            .args(args)
             .current_dir(dir)
             .env_remove("MINSHENG_RULES")
             .env("MINSHENG_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .expect("start minsheng serve");
         let mut line = String::new();
@@ -127,7 +140,7 @@ impl Server {
             .into_inner()
     }
 
-    fn signal(&self, signal: i32) {
+    pub(super) fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on our own child's pid.
         let r = unsafe { libc::kill(self.child.id() as i32, signal) };
         assert_eq!(r, 0, "kill({signal})");
@@ -145,7 +158,7 @@ impl Drop for Server {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(super) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -155,7 +168,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn call(id: &str, hotline: pb::Hotline, text: &str) -> pb::Call {
+pub(super) fn call(id: &str, hotline: pb::Hotline, text: &str) -> pb::Call {
     pb::Call {
         call_id: id.into(),
         hotline: hotline as i32,
@@ -166,7 +179,7 @@ fn call(id: &str, hotline: pb::Hotline, text: &str) -> pb::Call {
     }
 }
 
-fn mini() -> PathBuf {
+pub(super) fn mini() -> PathBuf {
     fixture("mini")
 }
 

@@ -19,6 +19,87 @@ pub struct Config {
     pub store: StoreConfig,
     /// `[metrics]`: the Prometheus endpoint.
     pub metrics: MetricsConfig,
+    /// `[tls]`: TLS on the gRPC port, and mutual TLS when `client_ca` is set.
+    pub tls: Option<TlsConfig>,
+    /// `[[client]]`: who may call what. With none, every caller may call
+    /// everything (only allowed on loopback).
+    #[serde(rename = "client")]
+    pub clients: Vec<ClientConfig>,
+    /// `[limits]`: what one client may use.
+    pub limits: LimitsConfig,
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// The CA that signs client certificates (PEM): set, clients may prove
+    /// who they are with a certificate (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+/// A secret that never shows in logs or debug output.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// `[[client]]`: one client identity and its roles.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Its name, as the audit log records it (`110-cad`).
+    pub name: String,
+    /// Its bearer token, inline (better: `token_env` or `token_file`).
+    pub token: Option<Secret>,
+    /// The environment variable that holds its token.
+    pub token_env: Option<String>,
+    /// The file that holds its token (whitespace around it ignored).
+    pub token_file: Option<PathBuf>,
+    /// The common name (CN) of its client certificate, with mutual TLS.
+    pub cert_subject: Option<String>,
+    /// What it may do: `intake` or `intake:110|12345|app`,
+    /// `consumer:<queue>` (a trailing `*` matches any rest:
+    /// `consumer:township.*`), `dispatcher`, `rules-admin`, `auditor`.
+    pub roles: Vec<String>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Calls a second one client may make, on average (500).
+    pub calls_per_second: u32,
+    /// Calls one client may make at once above that rate (1,000).
+    pub burst: u32,
+    /// Calls of one client in flight at once (128).
+    pub max_in_flight: u32,
+    /// Open Subscribe streams of one client (64).
+    pub max_subscriptions: u32,
+    /// HTTP/2 keepalive ping interval, seconds (30); a peer that does not
+    /// answer within 20 s is dropped.
+    pub keepalive_seconds: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            calls_per_second: 500,
+            burst: 1000,
+            max_in_flight: 128,
+            max_subscriptions: 64,
+            keepalive_seconds: 30,
+        }
+    }
 }
 
 /// `[server]`.
@@ -176,6 +257,53 @@ impl Config {
                 ),
             ));
         }
+        for (i, client) in config.clients.iter().enumerate() {
+            let at = nth_offset(text, "[[client]]", i);
+            let sources = [
+                client.token.is_some(),
+                client.token_env.is_some(),
+                client.token_file.is_some(),
+            ]
+            .iter()
+            .filter(|&&b| b)
+            .count();
+            if sources > 1 {
+                return Err(invalid(
+                    at,
+                    format!(
+                        "client {:?}: give one of token, token_env, token_file",
+                        client.name
+                    ),
+                ));
+            }
+            if sources == 0 && client.cert_subject.is_none() {
+                return Err(invalid(
+                    at,
+                    format!(
+                        "client {:?}: no way to prove who it is (token, token_env, token_file or cert_subject)",
+                        client.name
+                    ),
+                ));
+            }
+            for role in &client.roles {
+                if let Err(e) = crate::auth::Role::parse(role) {
+                    let offset = text[at..].find(role.as_str()).map_or(at, |o| at + o);
+                    return Err(invalid(offset, format!("client {:?}: {e}", client.name)));
+                }
+            }
+        }
+        let l = &config.limits;
+        if l.calls_per_second == 0
+            || l.burst == 0
+            || l.max_in_flight == 0
+            || l.max_subscriptions == 0
+        {
+            let offset = text.find("[limits]").unwrap_or(0);
+            return Err(invalid(
+                offset,
+                "every [limits] value must be at least 1".into(),
+            ));
+        }
         if config.store.lease_seconds == 0 || config.store.max_batch == 0 {
             let key = if config.store.lease_seconds == 0 {
                 "lease_seconds"
@@ -187,6 +315,11 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+/// The byte offset of the `n`th occurrence of `needle` (0 when missing).
+fn nth_offset(text: &str, needle: &str, n: usize) -> usize {
+    text.match_indices(needle).nth(n).map_or(0, |(i, _)| i)
 }
 
 #[cfg(test)]
@@ -224,5 +357,44 @@ mod tests {
         assert!(err.to_string().starts_with("m.toml:2:1: "), "{err}");
         let err = Config::parse("m.toml", "[store]\nlease_seconds = 0\n").unwrap_err();
         assert!(err.to_string().contains("store.lease_seconds"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod security_tests {
+    use super::*;
+
+    #[test]
+    fn clients_need_a_proof_and_known_roles() {
+        let ok = Config::parse(
+            "m.toml",
+            "[[client]]\nname = \"110-cad\"\ntoken_env = \"T\"\nroles = [\"intake:110\", \"consumer:township.*\"]\n",
+        )
+        .unwrap();
+        assert_eq!(ok.clients[0].roles.len(), 2);
+        let err = Config::parse(
+            "m.toml",
+            "[server]\n\n[[client]]\nname = \"x\"\nroles = [\"auditor\"]\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("m.toml:3:1: "), "{err}");
+        assert!(err.to_string().contains("no way to prove"), "{err}");
+        let err = Config::parse(
+            "m.toml",
+            "[[client]]\nname = \"x\"\ntoken = \"t\"\nroles = [\"auditr\"]\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("m.toml:4:11: "), "{err}");
+        assert!(err.to_string().contains("unknown role \"auditr\""), "{err}");
+    }
+
+    #[test]
+    fn a_token_never_shows_in_debug_output() {
+        let c = Config::parse(
+            "m.toml",
+            "[[client]]\nname = \"x\"\ntoken = \"s3cret-value\"\nroles = [\"auditor\"]\n",
+        )
+        .unwrap();
+        assert!(!format!("{c:?}").contains("s3cret-value"));
     }
 }

@@ -13,10 +13,12 @@
 //! is answered before it is durable.
 #![deny(missing_docs)]
 
+mod auth;
 pub mod config;
 mod convert;
 mod rules;
 mod service;
+mod tls;
 mod writer;
 
 use std::net::SocketAddr;
@@ -64,6 +66,10 @@ pub enum ServeError {
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The security settings cannot be used (no TLS off loopback, a token
+    /// that cannot be read, a certificate file missing).
+    #[error("{0}")]
+    Security(String),
     /// Server reflection could not be built.
     #[error("server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -175,6 +181,20 @@ pub async fn start(config: &Config, source: RuleSource) -> Result<Running, Serve
         (RuleSource::Dir(dir), true) => Some(dir.clone()),
         _ => None,
     };
+    let guard = Arc::new(
+        auth::Guard::new(&config.clients, &config.limits)
+            .map_err(|e| ServeError::Security(e.to_string()))?,
+    );
+    let tls = match &config.tls {
+        Some(t) => Some(tls::server_config(t).map_err(ServeError::Security)?),
+        None => None,
+    };
+    if tls.is_none() && !config.server.listen.ip().is_loopback() {
+        return Err(ServeError::Security(format!(
+            "{}: plain TCP only on loopback; set [tls] cert and key (`minsheng gen-cert` makes a development set)",
+            config.server.listen
+        )));
+    }
     let rules = Arc::new(tokio::task::block_in_place(|| Rules::load(source))?);
     let store = open_store(config)?;
     let (writer, writer_thread) = Writer::start(store, config.store.max_batch);
@@ -211,6 +231,7 @@ pub async fn start(config: &Config, source: RuleSource) -> Result<Running, Serve
         lease_ms: i64::from(config.store.lease_seconds) * 1000,
         db_path: config.store.data_dir.join(DB_FILE),
         stopping: stop_rx.clone(),
+        guard: guard.clone(),
     };
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -236,7 +257,17 @@ pub async fn start(config: &Config, source: RuleSource) -> Result<Running, Serve
     // configured limit is refused by name (INVALID_ARGUMENT), not by the
     // transport.
     let ceiling = config::MAX_MESSAGE_CEILING;
-    let router = tonic::transport::Server::builder()
+    let keepalive = Duration::from_secs(u64::from(config.limits.keepalive_seconds.max(1)));
+    let mut builder = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(keepalive))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .tcp_keepalive(Some(keepalive));
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| ServeError::Security(format!("[tls]: {e}")))?;
+    }
+    let router = builder
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
@@ -279,6 +310,16 @@ pub async fn start(config: &Config, source: RuleSource) -> Result<Running, Serve
         served.map_err(ServeError::from)
     });
     tracing::info!(%grpc_addr, ?metrics_addr, "minsheng serving");
+    if config.tls.is_none() {
+        tracing::warn!(
+            "plain TCP without TLS, allowed on loopback only; set [tls] in minsheng.toml for anything else"
+        );
+    }
+    if !guard.enforced() {
+        tracing::warn!(
+            "no [[client]] configured: every caller may call everything; add clients with tokens or certificates and roles (README: running in production)"
+        );
+    }
     Ok(Running {
         grpc_addr,
         metrics_addr,

@@ -12,6 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::{Guard, Need, Pass, Refused};
 use crate::convert::{self, Number};
 use crate::rules::{ReloadError, Rules};
 use crate::writer::{RerouteTo, WriteError, Writer};
@@ -29,6 +30,8 @@ pub struct Shared {
     pub db_path: std::path::PathBuf,
     /// Becomes true when the server shuts down: open subscriptions end.
     pub stopping: watch::Receiver<bool>,
+    /// Who may call what.
+    pub guard: Arc<Guard>,
 }
 
 fn status(e: WriteError) -> Status {
@@ -63,10 +66,72 @@ fn name(field: &str, value: &str) -> Result<(), Status> {
 }
 
 impl Shared {
+    /// Records a refusal in the audit log (a limit is not recorded: a
+    /// flood would fill the log) and turns it into the caller's status.
+    async fn refused(&self, method: &str, r: Refused) -> Status {
+        if let Some(actor) = r.actor {
+            let detail = serde_json::json!({
+                "method": method,
+                "code": format!("{:?}", r.status.code()),
+                "reason": r.status.message(),
+            })
+            .to_string();
+            let event = crate::writer::Event {
+                kind: "refused",
+                actor,
+                rules_version: None,
+                detail,
+            };
+            if let Err(e) = self.writer.event(event).await {
+                tracing::error!(error = %e, "a refusal could not be recorded in the audit log");
+            }
+        }
+        r.status
+    }
+
+    /// Lets a caller in for `need`, recording a refusal.
+    async fn admit<T>(
+        &self,
+        request: &Request<T>,
+        need: Need<'_>,
+        method: &str,
+    ) -> Result<Pass, Status> {
+        match self.guard.admit(request, need) {
+            Ok(pass) => Ok(pass),
+            Err(r) => Err(self.refused(method, r).await),
+        }
+    }
+
+    /// Lets a consumer ack or nack a ticket of a queue it may take.
+    async fn settling<T>(
+        &self,
+        request: &Request<T>,
+        id: u64,
+        method: &str,
+    ) -> Result<Pass, Status> {
+        let pass = self.admit(request, Need::Known, method).await?;
+        if pass.name.is_some() {
+            let (t, _) = self.writer.get(ticket_id(id)?).await.map_err(status)?;
+            self.may(&pass, Need::Consume(&t.queue), method).await?;
+        }
+        Ok(pass)
+    }
+
+    /// Checks that an admitted caller may also do `need`.
+    async fn may(&self, pass: &Pass, need: Need<'_>, method: &str) -> Result<(), Status> {
+        match pass.may(need) {
+            Ok(()) => Ok(()),
+            Err(r) => Err(self.refused(method, r).await),
+        }
+    }
+
     /// Checks and classifies a call, then queues it: the answer leaves
     /// after the commit.
-    async fn submit(&self, call: pb::Call) -> Result<pb::SubmitCallResponse, Status> {
+    async fn submit(&self, pass: &Pass, call: pb::Call) -> Result<pb::SubmitCallResponse, Status> {
         convert::check_size(&call, self.max_message_bytes)?;
+        if let Ok(h) = convert::hotline(call.hotline) {
+            self.may(pass, Need::Intake(h), "Intake.SubmitCall").await?;
+        }
         let loaded = self.rules.current();
         let checked = convert::check_call(call, true, self.max_text_bytes, &loaded)?;
         let started = Instant::now();
@@ -91,7 +156,7 @@ impl Shared {
                 call_taker: checked.call_taker,
                 received_at: checked.received_at,
             },
-            actor: format!("intake:{hotline}"),
+            actor: pass.actor(&format!("intake:{hotline}")),
         };
         let (id, created) = self.writer.submit(ticket).await.map_err(status)?;
         let decision = if created {
@@ -137,7 +202,14 @@ impl pb::intake_server::Intake for Intake {
         &self,
         request: Request<pb::Call>,
     ) -> Result<Response<pb::SubmitCallResponse>, Status> {
-        self.0.submit(request.into_inner()).await.map(Response::new)
+        let pass = self
+            .0
+            .admit(&request, Need::AnyIntake, "Intake.SubmitCall")
+            .await?;
+        self.0
+            .submit(&pass, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     type StreamCallsStream = BoxStream<pb::StreamCallsResponse>;
@@ -146,6 +218,11 @@ impl pb::intake_server::Intake for Intake {
         &self,
         request: Request<Streaming<pb::Call>>,
     ) -> Result<Response<Self::StreamCallsStream>, Status> {
+        let pass = Arc::new(
+            self.0
+                .admit(&request, Need::AnyIntake, "Intake.StreamCalls")
+                .await?,
+        );
         let mut inbound = request.into_inner();
         // Calls of one stream are worked on together (up to 64 at a time,
         // so that they share commits) and answered in the order sent.
@@ -162,9 +239,10 @@ impl pb::intake_server::Intake for Intake {
                     }
                 };
                 let shared = shared.clone();
+                let pass = pass.clone();
                 let call_id = call.call_id.clone();
                 let work = tokio::spawn(async move {
-                    let result = match shared.submit(call).await {
+                    let result = match shared.submit(&pass, call).await {
                         Ok(accepted) => pb::stream_calls_response::Result::Accepted(accepted),
                         Err(s) => pb::stream_calls_response::Result::Error(pb::CallError {
                             code: s.code() as i32,
@@ -196,6 +274,9 @@ impl pb::intake_server::Intake for Intake {
 
     async fn classify(&self, request: Request<pb::Call>) -> Result<Response<pb::Decision>, Status> {
         let s = &self.0;
+        let _pass = s
+            .admit(&request, Need::AnyIntake, "Intake.Classify")
+            .await?;
         let call = request.into_inner();
         convert::check_size(&call, s.max_message_bytes)?;
         let loaded = s.rules.current();
@@ -221,8 +302,20 @@ impl pb::dispatch_server::Dispatch for Dispatch {
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let s = self.0.clone();
-        let req = request.into_inner();
+        let pass = s
+            .admit(
+                &request,
+                Need::Consume(&request.get_ref().queue),
+                "Dispatch.Subscribe",
+            )
+            .await?;
+        let subscription = match s.guard.subscription(&pass) {
+            Ok(permit) => permit,
+            Err(r) => return Err(s.refused("Dispatch.Subscribe", r).await),
+        };
+        let mut req = request.into_inner();
         name("consumer", &req.consumer)?;
+        req.consumer = pass.actor(&req.consumer);
         if !s.rules.current().queues.contains(&req.queue) {
             return Err(Status::not_found(format!(
                 "queue: no queue {:?} (a destination's queue, township.<code> or township.unassigned)",
@@ -240,6 +333,7 @@ impl pb::dispatch_server::Dispatch for Dispatch {
         let waker = s.writer.wakers.get(&req.queue);
         let mut stopping = s.stopping.clone();
         tokio::spawn(async move {
+            let _subscription = subscription;
             loop {
                 if *stopping.borrow() {
                     break;
@@ -287,11 +381,15 @@ impl pb::dispatch_server::Dispatch for Dispatch {
         &self,
         request: Request<pb::AckRequest>,
     ) -> Result<Response<pb::AckResponse>, Status> {
+        let pass = self
+            .0
+            .settling(&request, request.get_ref().ticket_id, "Dispatch.Ack")
+            .await?;
         let r = request.into_inner();
         name("consumer", &r.consumer)?;
         self.0
             .writer
-            .ack(ticket_id(r.ticket_id)?, &r.consumer)
+            .ack(ticket_id(r.ticket_id)?, &pass.actor(&r.consumer))
             .await
             .map_err(status)?;
         Ok(Response::new(pb::AckResponse {}))
@@ -301,11 +399,15 @@ impl pb::dispatch_server::Dispatch for Dispatch {
         &self,
         request: Request<pb::NackRequest>,
     ) -> Result<Response<pb::NackResponse>, Status> {
+        let pass = self
+            .0
+            .settling(&request, request.get_ref().ticket_id, "Dispatch.Nack")
+            .await?;
         let r = request.into_inner();
         name("consumer", &r.consumer)?;
         self.0
             .writer
-            .nack(ticket_id(r.ticket_id)?, &r.consumer, &r.reason)
+            .nack(ticket_id(r.ticket_id)?, &pass.actor(&r.consumer), &r.reason)
             .await
             .map_err(status)?;
         Ok(Response::new(pb::NackResponse {}))
@@ -315,9 +417,14 @@ impl pb::dispatch_server::Dispatch for Dispatch {
         &self,
         request: Request<pb::RerouteRequest>,
     ) -> Result<Response<pb::RerouteResponse>, Status> {
-        let r = request.into_inner();
+        let pass = self
+            .0
+            .admit(&request, Need::Dispatch, "Dispatch.Reroute")
+            .await?;
+        let mut r = request.into_inner();
         let id = ticket_id(r.ticket_id)?;
         name("actor", &r.actor)?;
+        r.actor = pass.actor(&r.actor);
         name("reason", &r.reason)?;
         let loaded = self.0.rules.current();
         let classifier = &loaded.classifier;
@@ -374,6 +481,10 @@ impl pb::tickets_server::Tickets for Tickets {
         &self,
         request: Request<pb::GetTicketRequest>,
     ) -> Result<Response<pb::GetTicketResponse>, Status> {
+        let _pass = self
+            .0
+            .admit(&request, Need::ReadTicket, "Tickets.Get")
+            .await?;
         let id = ticket_id(request.into_inner().ticket_id)?;
         let (t, history) = self.0.writer.get(id).await.map_err(status)?;
         Ok(Response::new(pb::GetTicketResponse {
@@ -407,9 +518,13 @@ impl pb::rules_server::Rules for RulesService {
         request: Request<pb::ReloadRequest>,
     ) -> Result<Response<pb::ReloadResponse>, Status> {
         let rules = &self.0.rules;
+        let pass = self
+            .0
+            .admit(&request, Need::RulesAdmin, "Rules.Reload")
+            .await?;
         let actor = match request.remote_addr() {
-            Some(addr) => format!("client {addr}"),
-            None => "client".to_owned(),
+            Some(addr) => pass.actor(&format!("client {addr}")),
+            None => pass.actor("client"),
         };
         match crate::reload_recorded(rules, &self.0.writer, "Rules.Reload", &actor).await {
             Ok(done) => Ok(Response::new(pb::ReloadResponse {
@@ -426,8 +541,9 @@ impl pb::rules_server::Rules for RulesService {
 
     async fn info(
         &self,
-        _request: Request<pb::InfoRequest>,
+        request: Request<pb::InfoRequest>,
     ) -> Result<Response<pb::RulesInfo>, Status> {
+        let _pass = self.0.admit(&request, Need::Known, "Rules.Info").await?;
         let rules = &self.0.rules;
         Ok(Response::new(info(rules, &rules.current())))
     }
@@ -474,6 +590,7 @@ impl pb::audit_server::Audit for Audit {
         &self,
         request: Request<pb::AuditQueryRequest>,
     ) -> Result<Response<Self::QueryStream>, Status> {
+        let _pass = self.0.admit(&request, Need::Audit, "Audit.Query").await?;
         let q = request.into_inner();
         let text = |s: String| (!s.is_empty()).then_some(s);
         let filter = minsheng_store::Filter {
@@ -509,8 +626,9 @@ impl pb::audit_server::Audit for Audit {
 
     async fn verify(
         &self,
-        _request: Request<pb::VerifyRequest>,
+        request: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
+        let _pass = self.0.admit(&request, Need::Audit, "Audit.Verify").await?;
         let store = read_only(&self.0.db_path)?;
         let verified = tokio::task::spawn_blocking(move || store.audit_verify())
             .await
