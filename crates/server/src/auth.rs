@@ -328,16 +328,21 @@ impl Guard {
         }
     }
 
-    /// One call of a client's rate, and a place among its calls in flight.
-    fn take(&self, name: &str) -> Result<OwnedSemaphorePermit, Refused> {
+    /// One call of a client's rate, for each call of a stream.
+    pub fn charge(&self, pass: &Pass) -> Result<(), Refused> {
+        let Some(name) = &pass.name else {
+            return Ok(());
+        };
         let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        match usage.get_mut(name) {
+            Some(u) => self.spend(name, u),
+            None => Ok(()),
+        }
+    }
+
+    /// Refills a client's bucket and takes one call from it.
+    fn spend(&self, name: &str, u: &mut Usage) -> Result<(), Refused> {
         let l = &self.limits;
-        let u = usage.entry(name.to_owned()).or_insert_with(|| Usage {
-            tokens: f64::from(l.burst),
-            refilled: Instant::now(),
-            in_flight: Arc::new(Semaphore::new(l.max_in_flight as usize)),
-            subscriptions: Arc::new(Semaphore::new(l.max_subscriptions as usize)),
-        });
         let now = Instant::now();
         let elapsed = now.duration_since(u.refilled).as_secs_f64();
         u.tokens = (u.tokens + elapsed * f64::from(l.calls_per_second)).min(f64::from(l.burst));
@@ -349,6 +354,20 @@ impl Guard {
                 l.calls_per_second
             )));
         }
+        u.tokens -= 1.0;
+        Ok(())
+    }
+
+    /// One call of a client's rate, and a place among its calls in flight.
+    fn take(&self, name: &str) -> Result<OwnedSemaphorePermit, Refused> {
+        let mut usage = self.usage.lock().unwrap_or_else(|p| p.into_inner());
+        let l = &self.limits;
+        let u = usage.entry(name.to_owned()).or_insert_with(|| Usage {
+            tokens: f64::from(l.burst),
+            refilled: Instant::now(),
+            in_flight: Arc::new(Semaphore::new(l.max_in_flight as usize)),
+            subscriptions: Arc::new(Semaphore::new(l.max_subscriptions as usize)),
+        });
         let permit = u.in_flight.clone().try_acquire_owned().map_err(|_| {
             metrics::counter!("minsheng_limited_total", "limit" => "in_flight").increment(1);
             Self::exhausted(format!(
@@ -356,7 +375,7 @@ impl Guard {
                 l.max_in_flight
             ))
         })?;
-        u.tokens -= 1.0;
+        self.spend(name, u)?;
         Ok(permit)
     }
 

@@ -242,7 +242,11 @@ impl pb::intake_server::Intake for Intake {
                 let pass = pass.clone();
                 let call_id = call.call_id.clone();
                 let work = tokio::spawn(async move {
-                    let result = match shared.submit(&pass, call).await {
+                    let submitted = match shared.guard.charge(&pass) {
+                        Ok(()) => shared.submit(&pass, call).await,
+                        Err(r) => Err(r.status),
+                    };
+                    let result = match submitted {
                         Ok(accepted) => pb::stream_calls_response::Result::Accepted(accepted),
                         Err(s) => pb::stream_calls_response::Result::Error(pb::CallError {
                             code: s.code() as i32,
