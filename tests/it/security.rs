@@ -552,3 +552,25 @@ roles = ["intake:110"]
         subscribe(team, "township.330402008").await.unwrap();
     }
 }
+
+/// The `toml` blocks of README.md after a heading.
+fn readme_toml_after(heading: &str) -> String {
+    let readme = std::fs::read_to_string(super::support::root().join("README.md")).unwrap();
+    let section = readme.split(heading).nth(1).expect("the heading");
+    let block = section.split("```toml\n").nth(1).expect("a toml block");
+    block.split("```").next().unwrap().to_owned()
+}
+
+#[test]
+fn the_readme_configurations_are_valid() {
+    for heading in ["## Serving", "## Running in production"] {
+        let text = readme_toml_after(heading);
+        if let Err(e) = minsheng_server::Config::parse("README.md", &text) {
+            panic!("the README's configuration under {heading:?}: {e}");
+        }
+    }
+    let production =
+        minsheng_server::Config::parse("README.md", &readme_toml_after("## Running in production"))
+            .unwrap();
+    assert!(production.tls.is_some() && production.clients.len() >= 4);
+}
