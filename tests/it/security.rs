@@ -43,6 +43,7 @@ roles = ["intake"]
 [limits]
 calls_per_second = 20
 burst = 20
+max_subscriptions = 2
 "#;
 
 /// A server with the clients above; its log (JSON, debug) in `dir/log`.
@@ -229,6 +230,24 @@ async fn each_role_reaches_only_its_own() {
     assert_eq!(e.code(), Code::PermissionDenied);
     let acked = audit_of(&s, "acked").await;
     assert_eq!(acked[0].actor, "team-330402008");
+
+    // Two open subscriptions at most for one client (`own` is one).
+    let subscribe = |consumer: &str| {
+        let mut dispatch = dispatch.clone();
+        let request = bearer(
+            pb::SubscribeRequest {
+                queue: "township.330402008".into(),
+                consumer: consumer.into(),
+                lease_seconds: 0,
+            },
+            TEAM_TOKEN,
+        );
+        async move { dispatch.subscribe(request).await }
+    };
+    let second = subscribe("team-2").await.unwrap();
+    let third = subscribe("team-3").await.unwrap_err();
+    assert_eq!(third.code(), Code::ResourceExhausted, "{third:?}");
+    drop((own, second));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -488,6 +507,14 @@ roles = ["intake:110"]
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+        let wrong = IntakeClient::new(anonymous.clone())
+            .submit_call(bearer(
+                call("t0", pb::Hotline::Hotline110, "有人拿刀"),
+                "token-that-nobody-was-given-00",
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(wrong.code(), Code::Unauthenticated, "{wrong:?}");
         // A token still identifies over TLS.
         IntakeClient::new(anonymous)
             .submit_call(bearer(

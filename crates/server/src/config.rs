@@ -88,6 +88,9 @@ pub struct LimitsConfig {
     /// HTTP/2 keepalive ping interval, seconds (30); a peer that does not
     /// answer within 20 s is dropped.
     pub keepalive_seconds: u32,
+    /// The longest a call (not a stream) may take, seconds (30); past it
+    /// the caller gets CANCELLED. A shorter client deadline wins.
+    pub request_timeout_seconds: u32,
 }
 
 impl Default for LimitsConfig {
@@ -98,6 +101,7 @@ impl Default for LimitsConfig {
             max_in_flight: 128,
             max_subscriptions: 64,
             keepalive_seconds: 30,
+            request_timeout_seconds: 30,
         }
     }
 }
@@ -297,6 +301,8 @@ impl Config {
             || l.burst == 0
             || l.max_in_flight == 0
             || l.max_subscriptions == 0
+            || l.keepalive_seconds == 0
+            || l.request_timeout_seconds == 0
         {
             let offset = text.find("[limits]").unwrap_or(0);
             return Err(invalid(

@@ -257,11 +257,14 @@ pub async fn start(config: &Config, source: RuleSource) -> Result<Running, Serve
     // configured limit is refused by name (INVALID_ARGUMENT), not by the
     // transport.
     let ceiling = config::MAX_MESSAGE_CEILING;
-    let keepalive = Duration::from_secs(u64::from(config.limits.keepalive_seconds.max(1)));
+    let keepalive = Duration::from_secs(u64::from(config.limits.keepalive_seconds));
     let mut builder = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(keepalive))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        .tcp_keepalive(Some(keepalive));
+        .tcp_keepalive(Some(keepalive))
+        .timeout(Duration::from_secs(u64::from(
+            config.limits.request_timeout_seconds,
+        )));
     if let Some(tls) = tls {
         builder = builder
             .tls_config(tls)
