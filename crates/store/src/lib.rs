@@ -45,10 +45,12 @@
 use std::path::Path;
 
 pub mod audit;
+mod backend;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 pub use audit::{AuditRecord, Filter, Verified};
+pub use backend::TicketStore;
 
 /// The shortest retention of audit records, in days: network logs are kept
 /// at least six months (Cybersecurity Law of the PRC, art. 21).
@@ -62,6 +64,9 @@ pub enum StoreError {
     /// directory unwritable, a corrupt file).
     #[error("ticket store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A shared database could not be reached, read or written.
+    #[error("ticket store: {0}")]
+    Backend(String),
     /// No ticket has this id.
     #[error("no ticket {0}")]
     NoTicket(i64),
