@@ -4,6 +4,7 @@ mod it {
     pub mod audit_cli;
     pub mod cli;
     pub mod default_rules;
+    pub mod distributed;
     pub mod engine;
     pub mod gencert;
     pub mod rules_check;

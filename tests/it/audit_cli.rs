@@ -648,8 +648,17 @@ fn stats_table_has_a_section_per_count() {
 #[test]
 fn after_a_prune_the_log_verifies_and_stats_say_which_calls_are_gone() {
     let dir = build_log();
-    // The first day's calls (records 1–3) are older than the retention.
+    // The first day's calls (records 1–3) are older than the retention,
+    // and handled (a prune keeps the records of every open ticket).
     let store = Store::open(&dir.path().join("tickets.db")).unwrap();
+    for (queue, id) in [("workorder.12345", 2), ("dispatch.police", 3)] {
+        let t = store
+            .lease(queue, "desk", DAY2 + 20 * MINUTE, 5 * MINUTE)
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.id, id);
+        store.ack(id, "desk", DAY2 + 21 * MINUTE).unwrap();
+    }
     let now = DAY2 - 60 * MINUTE + i64::from(minsheng_store::MIN_RETENTION_DAYS) * 86_400_000;
     assert_eq!(
         store
@@ -661,7 +670,7 @@ fn after_a_prune_the_log_verifies_and_stats_say_which_calls_are_gone() {
     let out = audit(&dir, &["verify"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert!(
-        stdout(&out).starts_with("audit log intact: 11 records, head "),
+        stdout(&out).starts_with("audit log intact: 15 records, head "),
         "{}",
         stdout(&out)
     );

@@ -135,6 +135,16 @@ pub struct RulesConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
+    /// Where tickets and the audit log are kept: `sqlite` (embedded, in
+    /// `data_dir`) or `postgres` (shared by several nodes, at
+    /// `postgres_url`).
+    pub backend: Backend,
+    /// The PostgreSQL connection string, with `backend = "postgres"`
+    /// (`host=127.0.0.1 user=minsheng dbname=minsheng`).
+    pub postgres_url: Option<String>,
+    /// The PostgreSQL schema the tables are in (created if missing); the
+    /// connection's default when absent.
+    pub postgres_schema: Option<String>,
     /// The data directory (`data`); the tickets are in `tickets.db` there.
     pub data_dir: PathBuf,
     /// How long a delivered ticket stays leased when the consumer does not
@@ -176,9 +186,23 @@ impl Default for RulesConfig {
     }
 }
 
+/// Where tickets are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Embedded SQLite in the data directory.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database shared by several nodes.
+    Postgres,
+}
+
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
+            backend: Backend::Sqlite,
+            postgres_url: None,
+            postgres_schema: None,
             data_dir: PathBuf::from("data"),
             lease_seconds: 30,
             max_batch: 512,
@@ -308,6 +332,13 @@ impl Config {
             return Err(invalid(
                 offset,
                 "every [limits] value must be at least 1".into(),
+            ));
+        }
+        if config.store.backend == Backend::Postgres && config.store.postgres_url.is_none() {
+            let offset = text.find("backend").unwrap_or(0);
+            return Err(invalid(
+                offset,
+                "store.backend = \"postgres\" needs store.postgres_url".into(),
             ));
         }
         if config.store.lease_seconds == 0 || config.store.max_batch == 0 {

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use minsheng_proto::v1 as pb;
-use minsheng_store::Store;
+use minsheng_store::{PgStore, Store, StoreError, TicketStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -152,7 +152,57 @@ pub(crate) async fn reload_recorded(
     result
 }
 
-fn open_store(config: &Config) -> Result<Store, ServeError> {
+/// Opens a second connection to the store, for reads that must not wait
+/// on the store's thread (audit queries).
+#[derive(Clone)]
+pub(crate) struct Reader(Arc<dyn Fn() -> Result<Box<dyn TicketStore>, StoreError> + Send + Sync>);
+
+impl Reader {
+    /// A new connection.
+    pub(crate) fn open(&self) -> Result<Box<dyn TicketStore>, StoreError> {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reader")
+    }
+}
+
+/// Opens the configured store, and the way to open it again for reads.
+fn open_store(config: &Config) -> Result<(Box<dyn TicketStore>, Reader), ServeError> {
+    match (&config.store.backend, &config.store.postgres_url) {
+        (config::Backend::Postgres, Some(url)) => {
+            let schema = config.store.postgres_schema.clone();
+            let open = {
+                let url = url.clone();
+                move || match &schema {
+                    Some(schema) => PgStore::connect_in_schema(&url, schema),
+                    None => PgStore::connect(&url),
+                }
+            };
+            let store = open().map_err(|e| ServeError::Store {
+                dir: "PostgreSQL".into(),
+                source: Box::new(e),
+            })?;
+            let reader = Reader(Arc::new(move || {
+                open().map(|s| Box::new(s) as Box<dyn TicketStore>)
+            }));
+            Ok((Box::new(store), reader))
+        }
+        _ => {
+            let store = open_sqlite(config)?;
+            let path = config.store.data_dir.join(DB_FILE);
+            let reader = Reader(Arc::new(move || {
+                Store::open_read_only(&path).map(|s| Box::new(s) as Box<dyn TicketStore>)
+            }));
+            Ok((store, reader))
+        }
+    }
+}
+
+fn open_sqlite(config: &Config) -> Result<Box<dyn TicketStore>, ServeError> {
     let dir = &config.store.data_dir;
     let fail = |source: Box<dyn std::error::Error + Send + Sync>| ServeError::Store {
         dir: dir.display().to_string(),
@@ -165,7 +215,7 @@ fn open_store(config: &Config) -> Result<Store, ServeError> {
             .set_size_limit(config.store.max_bytes)
             .map_err(|e| fail(Box::new(e)))?;
     }
-    Ok(store)
+    Ok(Box::new(store))
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
@@ -196,7 +246,8 @@ pub async fn start(config: &Config, source: RuleSource) -> Result<Running, Serve
         )));
     }
     let rules = Arc::new(tokio::task::block_in_place(|| Rules::load(source))?);
-    let store = open_store(config)?;
+    // A database client may block while it connects.
+    let (store, reader) = tokio::task::block_in_place(|| open_store(config))?;
     let (writer, writer_thread) = Writer::start(store, config.store.max_batch);
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -229,7 +280,7 @@ pub async fn start(config: &Config, source: RuleSource) -> Result<Running, Serve
         max_message_bytes: config.server.max_message_bytes,
         max_text_bytes: config.server.max_text_bytes,
         lease_ms: i64::from(config.store.lease_seconds) * 1000,
-        db_path: config.store.data_dir.join(DB_FILE),
+        reader,
         stopping: stop_rx.clone(),
         guard: guard.clone(),
     };

@@ -27,7 +27,7 @@ pub struct Shared {
     pub lease_ms: i64,
     /// The ticket database, opened again read-only for audit queries so
     /// that they never hold up the store's thread.
-    pub db_path: std::path::PathBuf,
+    pub reader: crate::Reader,
     /// Becomes true when the server shuts down: open subscriptions end.
     pub stopping: watch::Receiver<bool>,
     /// Who may call what.
@@ -581,8 +581,11 @@ fn millis(t: &prost_types::Timestamp) -> i64 {
     t.seconds.saturating_mul(1000) + i64::from(t.nanos / 1_000_000)
 }
 
-fn read_only(path: &std::path::Path) -> Result<minsheng_store::Store, Status> {
-    minsheng_store::Store::open_read_only(path)
+async fn open_reader(s: &Shared) -> Result<Box<dyn minsheng_store::TicketStore>, Status> {
+    let reader = s.reader.clone();
+    tokio::task::spawn_blocking(move || reader.open())
+        .await
+        .map_err(|e| Status::internal(format!("audit reader task: {e}")))?
         .map_err(|e| Status::unavailable(format!("audit log: {e}")))
 }
 
@@ -613,11 +616,12 @@ impl pb::audit_server::Audit for Audit {
         } else {
             q.limit as usize
         };
-        let store = read_only(&self.0.db_path)?;
+        // Opened on a blocking thread: a database client may block.
+        let store = open_reader(&self.0).await?;
         let (tx, rx) = mpsc::channel(64);
         tokio::task::spawn_blocking(move || {
             let mut sent = 0;
-            let walked = store.audit_query(&filter, |r| {
+            let walked = store.audit_query(&filter, &mut |r| {
                 sent += 1;
                 tx.blocking_send(Ok(audit_record(r))).is_ok() && sent < limit
             });
@@ -633,7 +637,7 @@ impl pb::audit_server::Audit for Audit {
         request: Request<pb::VerifyRequest>,
     ) -> Result<Response<pb::VerifyResponse>, Status> {
         let _pass = self.0.admit(&request, Need::Audit, "Audit.Verify").await?;
-        let store = read_only(&self.0.db_path)?;
+        let store = open_reader(&self.0).await?;
         let verified = tokio::task::spawn_blocking(move || store.audit_verify())
             .await
             .map_err(|e| Status::internal(format!("verify task: {e}")))?

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use minsheng_store::{HistoryEntry, NewTicket, QueueStats, Reroute, Store, StoreError, Ticket};
+use minsheng_store::{
+    HistoryEntry, NewTicket, QueueStats, Reroute, StoreError, Ticket, TicketStore,
+};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 /// Why a store operation failed, as the services report it.
@@ -110,7 +112,10 @@ pub fn now_ms() -> i64 {
 impl Writer {
     /// Starts the store's thread. It ends, closing the store, when every
     /// handle is dropped and the operations already sent are done.
-    pub fn start(store: Store, max_batch: usize) -> (Writer, std::thread::JoinHandle<()>) {
+    pub fn start(
+        store: Box<dyn TicketStore>,
+        max_batch: usize,
+    ) -> (Writer, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(max_batch * 4);
         let wakers = Arc::new(Wakers::default());
         let thread_wakers = wakers.clone();
@@ -184,7 +189,7 @@ impl Writer {
     }
 }
 
-fn run(store: Store, mut rx: mpsc::Receiver<Op>, max_batch: usize, wakers: &Wakers) {
+fn run(store: Box<dyn TicketStore>, mut rx: mpsc::Receiver<Op>, max_batch: usize, wakers: &Wakers) {
     let mut pending: Option<Op> = None;
     loop {
         let op = match pending.take() {

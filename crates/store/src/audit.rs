@@ -118,7 +118,7 @@ CREATE TABLE IF NOT EXISTS audit_anchor (
 pub(crate) const COLUMNS: &str = "seq, at, kind, actor, ticket_id, call_id, hotline, queue, destination, township, rules, rules_version, detail, prev_hash, hash";
 
 /// Rule ids as stored: `,a,b,` so that one id is found with `LIKE '%,a,%'`.
-fn join_rules(rules: &[String]) -> String {
+pub(crate) fn join_rules(rules: &[String]) -> String {
     if rules.is_empty() {
         String::new()
     } else {
@@ -126,7 +126,7 @@ fn join_rules(rules: &[String]) -> String {
     }
 }
 
-fn split_rules(stored: &str) -> Vec<String> {
+pub(crate) fn split_rules(stored: &str) -> Vec<String> {
     stored
         .split(',')
         .filter(|s| !s.is_empty())
@@ -184,18 +184,9 @@ pub fn hash(r: &AuditRecord) -> String {
     out
 }
 
-/// Appends a record in the caller's transaction: reads the head, links,
-/// hashes, inserts, moves the head.
-pub(crate) fn append(
-    tx: &rusqlite::Transaction<'_>,
-    at: i64,
-    e: &Entry<'_>,
-) -> rusqlite::Result<i64> {
-    let head: Option<(i64, String)> = tx
-        .prepare_cached("SELECT seq, hash FROM audit_head WHERE one = 1")?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let (last, prev_hash) = head.unwrap_or((0, GENESIS.to_owned()));
+/// The record that follows the head `(last, prev_hash)`: its place, its
+/// link and its hash.
+pub(crate) fn link(last: i64, prev_hash: String, at: i64, e: &Entry<'_>) -> AuditRecord {
     let mut record = AuditRecord {
         seq: last + 1,
         at,
@@ -214,6 +205,22 @@ pub(crate) fn append(
         hash: String::new(),
     };
     record.hash = hash(&record);
+    record
+}
+
+/// Appends a record in the caller's transaction: reads the head, links,
+/// hashes, inserts, moves the head.
+pub(crate) fn append(
+    tx: &rusqlite::Transaction<'_>,
+    at: i64,
+    e: &Entry<'_>,
+) -> rusqlite::Result<i64> {
+    let head: Option<(i64, String)> = tx
+        .prepare_cached("SELECT seq, hash FROM audit_head WHERE one = 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (last, prev_hash) = head.unwrap_or((0, GENESIS.to_owned()));
+    let record = link(last, prev_hash, at, e);
     tx.prepare_cached(&format!(
         "INSERT INTO audit ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
     ))?
@@ -262,6 +269,92 @@ pub enum Verified {
     },
 }
 
+/// A walk along the chain, one record at a time, from the anchor (or the
+/// genesis) to the head: the same checks whatever database holds it.
+pub(crate) struct Walk {
+    expected_seq: i64,
+    prev: String,
+    first: i64,
+}
+
+impl Walk {
+    /// A walk that starts after the prune anchor `(seq, hash)`, if any.
+    pub(crate) fn from(anchor: Option<(i64, String)>) -> Walk {
+        let (expected_seq, prev) = match anchor {
+            Some((seq, hash)) => (seq + 1, hash),
+            None => (1, GENESIS.to_owned()),
+        };
+        Walk {
+            expected_seq,
+            prev,
+            first: expected_seq,
+        }
+    }
+
+    /// Checks the next record in sequence order: `Some` at the first that
+    /// does not hold.
+    pub(crate) fn step(&mut self, r: AuditRecord) -> Option<Verified> {
+        let expected_seq = self.expected_seq;
+        if r.seq != expected_seq {
+            let problem = if r.seq > expected_seq {
+                format!(
+                    "record {expected_seq} is missing (the next one is {})",
+                    r.seq
+                )
+            } else {
+                format!("record {} is out of order", r.seq)
+            };
+            return Some(Verified::Broken {
+                seq: expected_seq,
+                problem,
+            });
+        }
+        if r.prev_hash != self.prev {
+            return Some(Verified::Broken {
+                seq: r.seq,
+                problem: "its link does not match the hash of the record before (a record was removed, inserted or moved here)".into(),
+            });
+        }
+        if hash(&r) != r.hash {
+            return Some(Verified::Broken {
+                seq: r.seq,
+                problem: "its content does not match its hash (it was edited)".into(),
+            });
+        }
+        self.prev = r.hash;
+        self.expected_seq += 1;
+        None
+    }
+
+    /// The outcome once every record has passed: the head row `(seq, hash)`
+    /// must name the last of them.
+    pub(crate) fn finish(self, head: Option<(i64, String)>) -> Verified {
+        let records = self.expected_seq - self.first;
+        let last = self.expected_seq - 1;
+        let prev = self.prev;
+        match head {
+            None if records == 0 && self.first == 1 => Verified::Intact {
+                records,
+                head: GENESIS.to_owned(),
+            },
+            Some((seq, hash)) if seq == last && hash == prev => Verified::Intact {
+                records,
+                head: prev,
+            },
+            Some((seq, _)) if seq > last => Verified::Broken {
+                seq: last + 1,
+                problem: format!(
+                    "the log ends at record {last} but its head says {seq}: records were cut off the end"
+                ),
+            },
+            _ => Verified::Broken {
+                seq: last,
+                problem: "the head of the log does not match its last record".into(),
+            },
+        }
+    }
+}
+
 /// Walks the chain from the first record.
 pub(crate) fn verify(conn: &rusqlite::Connection) -> rusqlite::Result<Verified> {
     let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM audit ORDER BY seq"))?;
@@ -273,69 +366,18 @@ pub(crate) fn verify(conn: &rusqlite::Connection) -> rusqlite::Result<Verified> 
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    let (mut expected_seq, mut prev) = match anchor {
-        Some((seq, hash)) => (seq + 1, hash),
-        None => (1, GENESIS.to_owned()),
-    };
-    let first = expected_seq;
+    let mut walk = Walk::from(anchor);
     while let Some(row) = rows.next()? {
-        let r = from_row(row)?;
-        if r.seq != expected_seq {
-            let problem = if r.seq > expected_seq {
-                format!(
-                    "record {expected_seq} is missing (the next one is {})",
-                    r.seq
-                )
-            } else {
-                format!("record {} is out of order", r.seq)
-            };
-            return Ok(Verified::Broken {
-                seq: expected_seq,
-                problem,
-            });
+        if let Some(broken) = walk.step(from_row(row)?) {
+            return Ok(broken);
         }
-        if r.prev_hash != prev {
-            return Ok(Verified::Broken {
-                seq: r.seq,
-                problem: "its link does not match the hash of the record before (a record was removed, inserted or moved here)".into(),
-            });
-        }
-        if hash(&r) != r.hash {
-            return Ok(Verified::Broken {
-                seq: r.seq,
-                problem: "its content does not match its hash (it was edited)".into(),
-            });
-        }
-        prev = r.hash;
-        expected_seq += 1;
     }
-    let records = expected_seq - first;
-    let last = expected_seq - 1;
     let head: Option<(i64, String)> = conn
         .query_row("SELECT seq, hash FROM audit_head WHERE one = 1", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()?;
-    match head {
-        None if records == 0 && first == 1 => Ok(Verified::Intact {
-            records,
-            head: GENESIS.to_owned(),
-        }),
-        Some((seq, hash)) if seq == last && hash == prev => Ok(Verified::Intact {
-            records,
-            head: prev,
-        }),
-        Some((seq, _)) if seq > last => Ok(Verified::Broken {
-            seq: last + 1,
-            problem: format!(
-                "the log ends at record {last} but its head says {seq}: records were cut off the end"
-            ),
-        }),
-        _ => Ok(Verified::Broken {
-            seq: last,
-            problem: "the head of the log does not match its last record".into(),
-        }),
-    }
+    Ok(walk.finish(head))
 }
 
 /// Which records a query wants; every field set must hold.
@@ -433,6 +475,9 @@ pub(crate) fn prune(
         .query_row(
             "SELECT seq, hash FROM audit
              WHERE at < ?1 AND seq < (SELECT seq FROM audit_head WHERE one = 1)
+               AND seq < (SELECT COALESCE(MIN(a.seq), 9223372036854775807) FROM audit a
+                          JOIN tickets t ON t.id = a.ticket_id
+                          WHERE a.kind = 'received' AND t.state != 'acked')
              ORDER BY seq DESC LIMIT 1",
             params![before],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -447,13 +492,7 @@ pub(crate) fn prune(
          ON CONFLICT (one) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
         params![seq, hash],
     )?;
-    let detail = serde_json::json!({
-        "through_seq": seq,
-        "through_hash": hash,
-        "before": before,
-        "records": removed,
-    })
-    .to_string();
+    let detail = prune_detail(seq, &hash, before, removed);
     append(
         tx,
         now,
@@ -465,4 +504,16 @@ pub(crate) fn prune(
         },
     )?;
     Ok(removed)
+}
+
+/// The detail of a `pruned` record: through which record, what cut-off,
+/// how many records.
+pub(crate) fn prune_detail(seq: i64, hash: &str, before: i64, removed: i64) -> String {
+    serde_json::json!({
+        "through_seq": seq,
+        "through_hash": hash,
+        "before": before,
+        "records": removed,
+    })
+    .to_string()
 }

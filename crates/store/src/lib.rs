@@ -11,6 +11,11 @@
 //! queue; the ticket comes back to the queue if it is not acknowledged
 //! before its lease ends.
 //!
+//! [`PgStore`] keeps the same queues and the same audit chain in
+//! PostgreSQL, so that several server nodes share them; both implement
+//! [`TicketStore`], and one behavioural test suite holds both to the same
+//! promises.
+//!
 //! The one design decision that shapes it: time is passed in (`now`, in
 //! milliseconds), never read inside, so that leases and their expiry are
 //! tested exactly, without sleeping.
@@ -46,9 +51,11 @@ use std::path::Path;
 
 pub mod audit;
 mod backend;
+mod postgres;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+pub use crate::postgres::PgStore;
 pub use audit::{AuditRecord, Filter, Verified};
 pub use backend::TicketStore;
 
@@ -257,7 +264,7 @@ CREATE INDEX IF NOT EXISTS open_tickets ON tickets (queue, urgency DESC, created
 const OPEN_QUEUES: &str = "SELECT queue, COUNT(*), MIN(created_at) FROM tickets WHERE state != 'acked' GROUP BY queue ORDER BY queue";
 
 const TICKET_COLUMNS: &str = "id, hotline, call_id, queue, destination, township, urgency,
-    (SELECT detail FROM audit WHERE audit.ticket_id = tickets.id AND kind = 'received'), state, lease_until, deliveries, created_at, caller_number, text, location, call_taker, received_at";
+    COALESCE((SELECT detail FROM audit WHERE audit.ticket_id = tickets.id AND kind = 'received'), '{}'), state, lease_until, deliveries, created_at, caller_number, text, location, call_taker, received_at";
 
 fn ticket_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Ticket> {
     let state: String = row.get(8)?;
@@ -370,23 +377,7 @@ impl Store {
                 ])?;
                 let id = tx.last_insert_rowid();
                 let detail = received_detail(t);
-                audit::append(
-                    &tx,
-                    now,
-                    &audit::Entry {
-                        kind: "received",
-                        actor: &t.actor,
-                        ticket_id: Some(id),
-                        call_id: Some(&t.call_id),
-                        hotline: Some(&t.hotline),
-                        queue: Some(&t.queue),
-                        destination: Some(&t.destination),
-                        township: t.township.as_deref(),
-                        rules: &t.rules,
-                        rules_version: Some(&t.rules_version),
-                        detail: &detail,
-                    },
-                )?;
+                audit::append(&tx, now, &received_entry(t, id, &detail))?;
                 results.push((id, true));
             }
         }
@@ -425,14 +416,7 @@ impl Store {
             return Ok(None);
         };
         if ticket.state == TicketState::Leased {
-            ticket_event(
-                &tx,
-                &ticket,
-                now,
-                "expired",
-                "system",
-                r#"{"why":"the lease ended without an ack"}"#,
-            )?;
+            ticket_event(&tx, &ticket, now, "expired", "system", EXPIRED_DETAIL)?;
         }
         let until = now + lease_ms;
         tx.execute(
@@ -445,8 +429,7 @@ impl Store {
             now,
             "delivered",
             consumer,
-            &serde_json::json!({ "lease_until": until, "caller_number": "shown whole" })
-                .to_string(),
+            &delivered_detail(until),
         )?;
         tx.commit()?;
         ticket.state = TicketState::Leased;
@@ -463,8 +446,14 @@ impl Store {
     /// Gives a leased ticket back to its queue, to be delivered again;
     /// `reason` goes into its history.
     pub fn nack(&self, id: i64, actor: &str, reason: &str, now: i64) -> Result<(), StoreError> {
-        let detail = serde_json::json!({ "reason": reason }).to_string();
-        self.settle(id, actor, now, TicketState::Queued, "nacked", &detail)
+        self.settle(
+            id,
+            actor,
+            now,
+            TicketState::Queued,
+            "nacked",
+            &nacked_detail(reason),
+        )
     }
 
     fn settle(
@@ -499,15 +488,7 @@ impl Store {
             "UPDATE tickets SET queue = ?1, destination = ?2, township = ?3, state = 'queued', lease_until = NULL WHERE id = ?4",
             params![to.queue, to.destination, to.township, id],
         )?;
-        let detail = serde_json::json!({
-            "from": { "queue": ticket.queue, "destination": ticket.destination, "township": ticket.township },
-            "to": { "queue": to.queue, "destination": to.destination, "township": to.township },
-            "reason": to.reason,
-        })
-        .to_string();
-        ticket.queue = to.queue.to_owned();
-        ticket.destination = to.destination.to_owned();
-        ticket.township = to.township.map(str::to_owned);
+        let detail = rerouted(&mut ticket, to);
         ticket_event(&tx, &ticket, now, "rerouted", to.actor, &detail)?;
         tx.commit()?;
         Ok(())
@@ -693,22 +674,73 @@ fn ticket_event(
     actor: &str,
     detail: &str,
 ) -> rusqlite::Result<i64> {
-    audit::append(
-        tx,
-        at,
-        &audit::Entry {
-            kind,
-            actor,
-            ticket_id: Some(t.id),
-            call_id: Some(&t.call_id),
-            hotline: Some(&t.hotline),
-            queue: Some(&t.queue),
-            destination: Some(&t.destination),
-            township: t.township.as_deref(),
-            detail,
-            ..Default::default()
-        },
-    )
+    audit::append(tx, at, &ticket_entry(t, kind, actor, detail))
+}
+
+/// The audit record of an event of a ticket, as it is after the event.
+fn ticket_entry<'a>(
+    t: &'a Ticket,
+    kind: &'a str,
+    actor: &'a str,
+    detail: &'a str,
+) -> audit::Entry<'a> {
+    audit::Entry {
+        kind,
+        actor,
+        ticket_id: Some(t.id),
+        call_id: Some(&t.call_id),
+        hotline: Some(&t.hotline),
+        queue: Some(&t.queue),
+        destination: Some(&t.destination),
+        township: t.township.as_deref(),
+        detail,
+        ..Default::default()
+    }
+}
+
+/// The `received` record of a new ticket.
+fn received_entry<'a>(t: &'a NewTicket, id: i64, detail: &'a str) -> audit::Entry<'a> {
+    audit::Entry {
+        kind: "received",
+        actor: &t.actor,
+        ticket_id: Some(id),
+        call_id: Some(&t.call_id),
+        hotline: Some(&t.hotline),
+        queue: Some(&t.queue),
+        destination: Some(&t.destination),
+        township: t.township.as_deref(),
+        rules: &t.rules,
+        rules_version: Some(&t.rules_version),
+        detail,
+    }
+}
+
+/// The detail of an `expired` record.
+const EXPIRED_DETAIL: &str = r#"{"why":"the lease ended without an ack"}"#;
+
+/// The detail of a `delivered` record.
+fn delivered_detail(until: i64) -> String {
+    serde_json::json!({ "lease_until": until, "caller_number": "shown whole" }).to_string()
+}
+
+/// The detail of a `nacked` record.
+fn nacked_detail(reason: &str) -> String {
+    serde_json::json!({ "reason": reason }).to_string()
+}
+
+/// Moves a ticket as a reroute does; returns the detail of its `rerouted`
+/// record (from, to, reason).
+fn rerouted(ticket: &mut Ticket, to: &Reroute<'_>) -> String {
+    let detail = serde_json::json!({
+        "from": { "queue": ticket.queue, "destination": ticket.destination, "township": ticket.township },
+        "to": { "queue": to.queue, "destination": to.destination, "township": to.township },
+        "reason": to.reason,
+    })
+    .to_string();
+    ticket.queue = to.queue.to_owned();
+    ticket.destination = to.destination.to_owned();
+    ticket.township = to.township.map(str::to_owned);
+    detail
 }
 
 /// The detail of a `received` record: the decision's fields and the call,

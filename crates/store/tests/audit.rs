@@ -1,10 +1,14 @@
 //! The audit chain: a long mixed run verifies, and editing, deleting,
 //! inserting or swapping any single record, directly in the database, is
-//! reported at that record.
+//! reported at that record. Each holds for every backend (`sqlite::…`,
+//! `postgres::…`), and both backends write the same chain.
 
+#[macro_use]
+mod common;
+
+use common::{Backend, Db, submit};
 use minsheng_store::audit::{self, AuditRecord};
-use minsheng_store::{CallRecord, Filter, NewTicket, Reroute, Store, Verified};
-use rusqlite::{Connection, params};
+use minsheng_store::{CallRecord, Filter, NewTicket, Reroute, TicketStore, Verified};
 
 fn call(id: &str, queue: &str, rule: &str) -> NewTicket {
     NewTicket {
@@ -26,11 +30,8 @@ fn call(id: &str, queue: &str, rule: &str) -> NewTicket {
     }
 }
 
-/// A store with a long mixed history; returns its path's directory and
-/// how many records it holds.
-fn long_run() -> (tempfile::TempDir, i64) {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&dir.path().join("t.db")).unwrap();
+/// A long mixed history; returns how many records it holds.
+fn long_run(s: &dyn TicketStore) -> i64 {
     let mut now = 1_000;
     for i in 0..60 {
         now += 10;
@@ -40,9 +41,7 @@ fn long_run() -> (tempfile::TempDir, i64) {
             _ => "workorder",
         };
         let rule = format!("rule.{}", i % 5);
-        let (id, _) = s
-            .submit(&call(&format!("c{i}"), queue, &rule), now)
-            .unwrap();
+        let (id, _) = submit(s, &call(&format!("c{i}"), queue, &rule), now);
         if i % 4 == 0 {
             s.reroute(
                 id,
@@ -75,28 +74,37 @@ fn long_run() -> (tempfile::TempDir, i64) {
     let Verified::Intact { records, .. } = s.audit_verify().unwrap() else {
         panic!("a run without tampering verifies");
     };
-    (dir, records)
+    records
 }
 
-fn broken(dir: &tempfile::TempDir) -> (i64, String) {
-    match Store::open(&dir.path().join("t.db"))
-        .unwrap()
-        .audit_verify()
-        .unwrap()
-    {
+/// A database with a long mixed history, and how many records it holds.
+fn long_run_db(b: &Backend) -> (Db, i64) {
+    let db = b.fresh();
+    let records = long_run(&*db.open());
+    (db, records)
+}
+
+/// Where a store opened anew finds the chain broken.
+fn broken(db: &Db) -> (i64, String) {
+    match db.open().audit_verify().unwrap() {
         Verified::Broken { seq, problem } => (seq, problem),
         other => panic!("tampering went unnoticed: {other:?}"),
     }
 }
 
-fn raw(dir: &tempfile::TempDir) -> Connection {
-    Connection::open(dir.path().join("t.db")).unwrap()
+fn all(s: &dyn TicketStore, f: &Filter) -> Vec<AuditRecord> {
+    let mut out = Vec::new();
+    s.audit_query(f, &mut |r| {
+        out.push(r);
+        true
+    })
+    .unwrap();
+    out
 }
 
-fn record(c: &Connection, seq: i64) -> AuditRecord {
+fn record(s: &dyn TicketStore, seq: i64) -> AuditRecord {
     let mut found = None;
-    let s = Store::open(&std::path::PathBuf::from(c.path().unwrap())).unwrap();
-    s.audit_query(&Filter::default(), |r| {
+    s.audit_query(&Filter::default(), &mut |r| {
         if r.seq == seq {
             found = Some(r);
             false
@@ -108,106 +116,95 @@ fn record(c: &Connection, seq: i64) -> AuditRecord {
     found.unwrap()
 }
 
-#[test]
-fn a_long_mixed_run_verifies() {
-    let (_dir, records) = long_run();
+on_every_backend!(
+    a_long_mixed_run_verifies,
+    an_edited_record_is_found,
+    a_deleted_record_is_found_in_the_middle_and_at_the_end,
+    an_inserted_record_is_found,
+    swapped_records_are_found,
+    queries_return_exactly_the_matching_records,
+    a_query_stops_when_asked,
+    a_prune_keeps_the_chain_verifiable_and_is_recorded,
+);
+
+fn a_long_mixed_run_verifies(b: &Backend) {
+    let (_db, records) = long_run_db(b);
     // 60 received, 15 rerouted, deliveries, acks and nacks, one reload.
     assert!(records > 150, "{records}");
 }
 
-#[test]
-fn an_edited_record_is_found() {
+fn an_edited_record_is_found(b: &Backend) {
     for seq in [1, 77] {
-        let (dir, _) = long_run();
-        raw(&dir)
-            .execute(
-                "UPDATE audit SET actor = 'someone-else' WHERE seq = ?1",
-                params![seq],
-            )
-            .unwrap();
-        let (at, problem) = broken(&dir);
+        let (db, _) = long_run_db(b);
+        db.tamper(&format!(
+            "UPDATE audit SET actor = 'someone-else' WHERE seq = {seq}"
+        ));
+        let (at, problem) = broken(&db);
         assert_eq!(at, seq);
         assert!(problem.contains("edited"), "{problem}");
     }
 }
 
-#[test]
-fn a_deleted_record_is_found_in_the_middle_and_at_the_end() {
-    let (dir, records) = long_run();
-    raw(&dir)
-        .execute("DELETE FROM audit WHERE seq = 40", [])
-        .unwrap();
-    let (at, problem) = broken(&dir);
+fn a_deleted_record_is_found_in_the_middle_and_at_the_end(b: &Backend) {
+    let (db, records) = long_run_db(b);
+    db.tamper("DELETE FROM audit WHERE seq = 40");
+    let (at, problem) = broken(&db);
     assert_eq!(at, 40);
     assert!(problem.contains("missing"), "{problem}");
 
-    let (dir, _) = long_run();
-    raw(&dir)
-        .execute("DELETE FROM audit WHERE seq = ?1", params![records])
-        .unwrap();
-    let (at, problem) = broken(&dir);
+    let (db, _) = long_run_db(b);
+    db.tamper(&format!("DELETE FROM audit WHERE seq = {records}"));
+    let (at, problem) = broken(&db);
     assert_eq!(at, records);
     assert!(problem.contains("cut off"), "{problem}");
 }
 
-#[test]
-fn an_inserted_record_is_found() {
-    let (dir, _) = long_run();
-    let c = raw(&dir);
+fn an_inserted_record_is_found(b: &Backend) {
+    let (db, _) = long_run_db(b);
     // Make room at 50 and insert a well-formed record there, linked to 49
     // and correctly hashed: the record after it no longer links.
-    let before = record(&c, 49);
-    c.execute_batch(
+    let before = record(&*db.open(), 49);
+    db.tamper(
         "UPDATE audit SET seq = -seq WHERE seq >= 50;
          UPDATE audit SET seq = 1 - seq WHERE seq < 0;",
-    )
-    .unwrap();
+    );
     let mut forged = before.clone();
     forged.seq = 50;
     forged.actor = "forger".into();
     forged.prev_hash = before.hash.clone();
     forged.hash = audit::hash(&forged);
-    c.execute(
+    db.tamper(&format!(
         "INSERT INTO audit (seq, at, kind, actor, ticket_id, call_id, hotline, queue, destination, township, rules, rules_version, detail, prev_hash, hash)
-         SELECT 50, at, kind, 'forger', ticket_id, call_id, hotline, queue, destination, township, rules, rules_version, detail, ?1, ?2 FROM audit WHERE seq = 49",
-        params![forged.prev_hash, forged.hash],
-    )
-    .unwrap();
-    let (at, problem) = broken(&dir);
+         SELECT 50, at, kind, 'forger', ticket_id, call_id, hotline, queue, destination, township, rules, rules_version, detail, '{}', '{}' FROM audit WHERE seq = 49",
+        forged.prev_hash, forged.hash,
+    ));
+    assert_eq!(
+        record(&*db.open(), 50),
+        forged,
+        "the forgery is well formed"
+    );
+    let (at, problem) = broken(&db);
     assert_eq!(at, 51, "{problem}");
     assert!(problem.contains("link"), "{problem}");
 }
 
-#[test]
-fn swapped_records_are_found() {
-    let (dir, _) = long_run();
-    let c = raw(&dir);
-    c.execute_batch(
+fn swapped_records_are_found(b: &Backend) {
+    let (db, _) = long_run_db(b);
+    db.tamper(
         "UPDATE audit SET seq = -1 WHERE seq = 30;
          UPDATE audit SET seq = 30 WHERE seq = 31;
          UPDATE audit SET seq = 31 WHERE seq = -1;",
-    )
-    .unwrap();
-    let (at, _) = broken(&dir);
+    );
+    let (at, _) = broken(&db);
     assert_eq!(at, 30);
 }
 
-#[test]
-fn queries_return_exactly_the_matching_records() {
-    let (dir, _) = long_run();
-    let s = Store::open(&dir.path().join("t.db")).unwrap();
-    let all = |f: Filter| {
-        let mut out = Vec::new();
-        s.audit_query(&f, |r| {
-            out.push(r);
-            true
-        })
-        .unwrap();
-        out
-    };
-    let everything = all(Filter::default());
+fn queries_return_exactly_the_matching_records(b: &Backend) {
+    let (db, _) = long_run_db(b);
+    let s = &*db.open();
+    let everything = all(s, &Filter::default());
     let check = |f: Filter, keep: &dyn Fn(&AuditRecord) -> bool| {
-        let got: Vec<i64> = all(f.clone()).iter().map(|r| r.seq).collect();
+        let got: Vec<i64> = all(s, &f).iter().map(|r| r.seq).collect();
         let want: Vec<i64> = everything
             .iter()
             .filter(|r| keep(r))
@@ -263,54 +260,113 @@ fn queries_return_exactly_the_matching_records() {
     );
     // "rule.1" is not "rule.10": ids match whole.
     assert!(
-        all(Filter {
-            rule: Some("rule.".into()),
-            ..Default::default()
-        })
+        all(
+            s,
+            &Filter {
+                rule: Some("rule.".into()),
+                ..Default::default()
+            }
+        )
         .is_empty()
     );
 }
 
-#[test]
-fn a_prune_keeps_the_chain_verifiable_and_is_recorded() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&dir.path().join("t.db")).unwrap();
-    let day = 86_400_000;
-    for (i, at) in [(0, 0), (1, day), (2, 200 * day), (3, 201 * day)] {
-        s.submit(&call(&format!("p{i}"), "police", "r"), at)
+/// A query hands over records until told to stop, across the pages a
+/// backend may fetch them in.
+fn a_query_stops_when_asked(b: &Backend) {
+    let db = b.fresh();
+    let s = &*db.open();
+    for i in 0..600 {
+        s.audit_event("numbers_shown", "auditor", None, "{}", i)
             .unwrap();
     }
+    for stop_after in [1, 513, 600] {
+        let mut seen = Vec::new();
+        s.audit_query(&Filter::default(), &mut |r| {
+            seen.push(r.seq);
+            seen.len() < stop_after
+        })
+        .unwrap();
+        assert_eq!(seen, (1..=stop_after as i64).collect::<Vec<_>>());
+    }
+    assert!(matches!(
+        s.audit_verify().unwrap(),
+        Verified::Intact { records: 600, .. }
+    ));
+}
+
+fn a_prune_keeps_the_chain_verifiable_and_is_recorded(b: &Backend) {
+    let db = b.fresh();
+    let s = &*db.open();
+    let day = 86_400_000;
+    let mut ids = Vec::new();
+    for (i, at) in [(0, 0), (1, day), (2, 200 * day), (3, 201 * day)] {
+        ids.push(submit(s, &call(&format!("p{i}"), "police", "r"), at).0);
+    }
+    // The first call is handled; the second is still open.
+    let t = s.lease("police", "team", day + 10, 1_000).unwrap().unwrap();
+    assert_eq!(t.id, ids[0]);
+    s.ack(t.id, "team", day + 11).unwrap();
     assert!(
         matches!(s.audit_prune(30, "archivist", 201 * day), Err(e) if e.to_string().contains("at least 180 days")),
         "a retention under the floor is refused"
     );
-    // Kept 180 days back from day 201: the records of day 0 and 1 go.
-    assert_eq!(s.audit_prune(180, "archivist", 201 * day).unwrap(), 2);
+    // Kept 180 days back from day 201, but the open ticket of day 1 keeps
+    // its records (and so every later one): only the first record goes.
+    assert_eq!(s.audit_prune(180, "archivist", 201 * day).unwrap(), 1);
     let Verified::Intact { records, .. } = s.audit_verify().unwrap() else {
         panic!("a pruned chain still verifies");
     };
-    assert_eq!(records, 3, "two kept, and the record of the prune");
-    let mut pruned = Vec::new();
-    s.audit_query(
+    assert_eq!(records, 6, "five kept, and the record of the prune");
+    let (open, _) = s.get(ids[1]).unwrap();
+    assert!(open.decision.contains("\"p1\""), "{}", open.decision);
+    // The handled ticket whose record went is still there, its decision
+    // gone with the record.
+    assert_eq!(s.get(ids[0]).unwrap().0.decision, "{}");
+    let pruned = all(
+        s,
         &Filter {
             kind: Some("pruned".into()),
             ..Default::default()
         },
-        |r| {
-            pruned.push(r);
-            true
-        },
-    )
-    .unwrap();
+    );
     assert_eq!(pruned[0].actor, "archivist");
     assert!(
-        pruned[0].detail.contains("\"records\":2"),
+        pruned[0].detail.contains("\"records\":1"),
         "{}",
         pruned[0].detail
     );
+    // Nothing older than the retention is left: nothing more to prune.
+    assert_eq!(s.audit_prune(180, "archivist", 201 * day).unwrap(), 0);
     // Tampering after a prune is still found.
-    raw(&dir)
-        .execute("DELETE FROM audit WHERE seq = 3", [])
-        .unwrap();
-    assert_eq!(broken(&dir).0, 3);
+    db.tamper("DELETE FROM audit WHERE seq = 3");
+    assert_eq!(broken(&db).0, 3);
+}
+
+/// The same history written to SQLite and to PostgreSQL is the same chain,
+/// record for record and hash for hash, before and after a prune.
+#[test]
+fn both_backends_write_the_same_chain() {
+    let Some(pg) = Backend::postgres("both_backends_write_the_same_chain") else {
+        return;
+    };
+    let dbs = [Backend::Sqlite.fresh(), pg.fresh()];
+    let stores = dbs.each_ref().map(|db| db.open());
+    let chains = stores.each_ref().map(|s| {
+        long_run(&**s);
+        all(&**s, &Filter::default())
+    });
+    assert!(chains[0].len() > 150);
+    assert_eq!(chains[0], chains[1]);
+    let day = 86_400_000;
+    let pruned = stores.each_ref().map(|s| {
+        s.audit_prune(180, "archivist", 1_000 + 180 * day + 1_200)
+            .unwrap();
+        (s.audit_verify().unwrap(), all(&**s, &Filter::default()))
+    });
+    assert!(
+        pruned[0].1.len() < chains[0].len(),
+        "a prune removed records"
+    );
+    assert_eq!(pruned[0], pruned[1]);
 }

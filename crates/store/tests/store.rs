@@ -1,8 +1,18 @@
 //! The ticket store's promises: one ticket per call, most urgent then
 //! oldest first, at-least-once delivery through leases, acknowledgement,
-//! reroute with its history, and durability across a reopen.
+//! reroute with its history, and durability across a reopen. Each holds
+//! for every backend (`sqlite::…`, `postgres::…`), and for several nodes
+//! on one database; a few tests are of one backend's own means.
 
-use minsheng_store::{CallRecord, NewTicket, Reroute, Store, StoreError, TicketState};
+#[macro_use]
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::{Backend, depth, submit};
+use minsheng_store::{
+    CallRecord, NewTicket, PgStore, Reroute, Store, StoreError, TicketState, Verified,
+};
 
 fn call(id: &str, queue: &str, urgency: i64) -> NewTicket {
     NewTicket {
@@ -26,30 +36,43 @@ fn call(id: &str, queue: &str, urgency: i64) -> NewTicket {
     }
 }
 
-#[test]
-fn the_same_call_twice_is_one_ticket() {
-    let s = Store::open_in_memory().unwrap();
-    let (a, new_a) = s.submit(&call("c1", "police", 2), 10).unwrap();
-    let (b, new_b) = s.submit(&call("c1", "police", 2), 20).unwrap();
+on_every_backend!(
+    the_same_call_twice_is_one_ticket,
+    the_most_urgent_then_the_oldest_is_delivered_first,
+    an_unacknowledged_lease_comes_back_and_an_ack_ends_it,
+    an_ack_after_the_lease_ended_is_refused,
+    a_nack_gives_the_ticket_back_at_once,
+    a_reroute_moves_the_ticket_and_records_who_and_why,
+    accepted_tickets_survive_a_reopen,
+    a_batch_commits_together_and_dedups_within_itself,
+    a_lease_records_the_consumer_that_saw_the_number,
+    two_nodes_share_one_queue_and_one_chain,
+);
+
+fn the_same_call_twice_is_one_ticket(b: &Backend) {
+    let db = b.fresh();
+    let s = &*db.open();
+    let (a, new_a) = submit(s, &call("c1", "police", 2), 10);
+    let (b, new_b) = submit(s, &call("c1", "police", 2), 20);
     assert_eq!((a, new_a, new_b), (b, true, false));
     let other_hotline = NewTicket {
         hotline: "12345".into(),
         ..call("c1", "police", 2)
     };
     assert_ne!(
-        s.submit(&other_hotline, 30).unwrap().0,
+        submit(s, &other_hotline, 30).0,
         a,
         "call ids are per hotline"
     );
-    assert_eq!(s.depth("police").unwrap(), 2);
+    assert_eq!(depth(s, "police"), 2);
 }
 
-#[test]
-fn the_most_urgent_then_the_oldest_is_delivered_first() {
-    let s = Store::open_in_memory().unwrap();
-    let (old_routine, _) = s.submit(&call("a", "q", 0), 1).unwrap();
-    let (critical, _) = s.submit(&call("b", "q", 3), 2).unwrap();
-    let (new_routine, _) = s.submit(&call("c", "q", 0), 3).unwrap();
+fn the_most_urgent_then_the_oldest_is_delivered_first(b: &Backend) {
+    let db = b.fresh();
+    let s = &*db.open();
+    let (old_routine, _) = submit(s, &call("a", "q", 0), 1);
+    let (critical, _) = submit(s, &call("b", "q", 3), 2);
+    let (new_routine, _) = submit(s, &call("c", "q", 0), 3);
     let order: Vec<i64> = (0..3)
         .map(|i| {
             s.lease("q", "consumer-1", 10 + i, 1_000)
@@ -69,10 +92,10 @@ fn the_most_urgent_then_the_oldest_is_delivered_first() {
     );
 }
 
-#[test]
-fn an_unacknowledged_lease_comes_back_and_an_ack_ends_it() {
-    let s = Store::open_in_memory().unwrap();
-    let (id, _) = s.submit(&call("a", "q", 1), 0).unwrap();
+fn an_unacknowledged_lease_comes_back_and_an_ack_ends_it(b: &Backend) {
+    let db = b.fresh();
+    let s = &*db.open();
+    let (id, _) = submit(s, &call("a", "q", 1), 0);
     let first = s.lease("q", "consumer-1", 100, 1_000).unwrap().unwrap();
     assert_eq!(
         (first.id, first.deliveries, first.lease_until),
@@ -93,7 +116,7 @@ fn an_unacknowledged_lease_comes_back_and_an_ack_ends_it() {
         s.lease("q", "consumer-1", 10_000, 1_000).unwrap().is_none(),
         "an acked ticket is never delivered again"
     );
-    assert_eq!(s.depth("q").unwrap(), 0);
+    assert_eq!(depth(s, "q"), 0);
     let (t, history) = s.get(id).unwrap();
     assert_eq!(t.state, TicketState::Acked);
     let events: Vec<&str> = history.iter().map(|h| h.event.as_str()).collect();
@@ -103,29 +126,42 @@ fn an_unacknowledged_lease_comes_back_and_an_ack_ends_it() {
     );
 }
 
-#[test]
-fn an_ack_after_the_lease_ended_is_refused() {
-    let s = Store::open_in_memory().unwrap();
-    let (id, _) = s.submit(&call("a", "q", 1), 0).unwrap();
+fn an_ack_after_the_lease_ended_is_refused(b: &Backend) {
+    let db = b.fresh();
+    let s = &*db.open();
+    let (id, _) = submit(s, &call("a", "q", 1), 0);
     s.lease("q", "consumer-1", 0, 100).unwrap().unwrap();
     assert!(matches!(s.ack(id, "late", 100), Err(StoreError::NotLeased(t)) if t == id));
+    assert!(matches!(
+        s.nack(id, "late", "too late", 100),
+        Err(StoreError::NotLeased(t)) if t == id
+    ));
     assert!(matches!(s.ack(999, "x", 0), Err(StoreError::NoTicket(999))));
+    assert!(matches!(s.get(999), Err(StoreError::NoTicket(999))));
+    assert_eq!(s.caller_number(999).unwrap(), None);
+    assert_eq!(s.caller_number(id).unwrap().as_deref(), Some("13812345678"));
 }
 
-#[test]
-fn a_nack_gives_the_ticket_back_at_once() {
-    let s = Store::open_in_memory().unwrap();
-    let (id, _) = s.submit(&call("a", "q", 1), 0).unwrap();
+fn a_nack_gives_the_ticket_back_at_once(b: &Backend) {
+    let db = b.fresh();
+    let s = &*db.open();
+    let (id, _) = submit(s, &call("a", "q", 1), 0);
     s.lease("q", "consumer-1", 10, 60_000).unwrap().unwrap();
     s.nack(id, "township-team", "team busy", 20).unwrap();
     let again = s.lease("q", "consumer-1", 30, 60_000).unwrap().unwrap();
     assert_eq!((again.id, again.deliveries), (id, 2));
+    let (_, history) = s.get(id).unwrap();
+    let nack = history.iter().find(|h| h.event == "nacked").unwrap();
+    assert_eq!(
+        (nack.actor.as_str(), nack.detail.as_str()),
+        ("township-team", r#"{"reason":"team busy"}"#)
+    );
 }
 
-#[test]
-fn a_reroute_moves_the_ticket_and_records_who_and_why() {
-    let s = Store::open_in_memory().unwrap();
-    let (id, _) = s.submit(&call("a", "workorder.12345", 0), 0).unwrap();
+fn a_reroute_moves_the_ticket_and_records_who_and_why(b: &Backend) {
+    let db = b.fresh();
+    let s = &*db.open();
+    let (id, _) = submit(s, &call("a", "workorder.12345", 0), 0);
     let to = Reroute {
         queue: "township.330402011",
         destination: "township",
@@ -165,17 +201,15 @@ fn a_reroute_moves_the_ticket_and_records_who_and_why() {
     ));
 }
 
-#[test]
-fn accepted_tickets_survive_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("tickets.db");
+fn accepted_tickets_survive_a_reopen(b: &Backend) {
+    let db = b.fresh();
     let id = {
-        let s = Store::open(&path).unwrap();
-        let (id, _) = s.submit(&call("a", "police", 3), 5).unwrap();
+        let s = db.open();
+        let (id, _) = submit(&*s, &call("a", "police", 3), 5);
         s.lease("police", "consumer-1", 6, 10).unwrap().unwrap();
         id
     };
-    let s = Store::open(&path).unwrap();
+    let s = &*db.open();
     let (t, _) = s.get(id).unwrap();
     assert_eq!(t.call_id, "a");
     assert!(
@@ -190,16 +224,16 @@ fn accepted_tickets_survive_a_reopen() {
         "a lease that ended while the process was down is delivered again"
     );
     assert_eq!(
-        s.submit(&call("a", "police", 3), 200).unwrap(),
+        submit(s, &call("a", "police", 3), 200),
         (id, false),
         "still one ticket per call"
     );
 }
 
-#[test]
-fn a_batch_commits_together_and_dedups_within_itself() {
-    let s = Store::open_in_memory().unwrap();
-    let (first, _) = s.submit(&call("old", "police", 1), 1).unwrap();
+fn a_batch_commits_together_and_dedups_within_itself(b: &Backend) {
+    let db = b.fresh();
+    let s = &*db.open();
+    let (first, _) = submit(s, &call("old", "police", 1), 1);
     let batch = [
         call("a", "police", 1),
         call("old", "police", 1),
@@ -215,14 +249,17 @@ fn a_batch_commits_together_and_dedups_within_itself() {
     assert_eq!(t.call.caller_number, "13812345678");
     assert_eq!(h.len(), 1);
     let stats = s.open_queues().unwrap();
+    let queues: Vec<&str> = stats.iter().map(|q| q.queue.as_str()).collect();
+    assert_eq!(queues, ["court", "police"]);
     let police = stats.iter().find(|q| q.queue == "police").unwrap();
     assert_eq!((police.depth, police.oldest_at), (2, 1));
+    assert!(s.submit_batch(&[], 3).unwrap().is_empty());
 }
 
-#[test]
-fn a_lease_records_the_consumer_that_saw_the_number() {
-    let s = Store::open_in_memory().unwrap();
-    let (id, _) = s.submit(&call("a", "police", 1), 1).unwrap();
+fn a_lease_records_the_consumer_that_saw_the_number(b: &Backend) {
+    let db = b.fresh();
+    let s = &*db.open();
+    let (id, _) = submit(s, &call("a", "police", 1), 1);
     s.lease("police", "110-dispatch-3", 2, 100)
         .unwrap()
         .unwrap();
@@ -234,6 +271,77 @@ fn a_lease_records_the_consumer_that_saw_the_number() {
         "{}",
         h[1].detail
     );
+}
+
+/// Two nodes on one database, each from its own thread, submit and lease
+/// at once; half the calls reach both. Every call is one ticket, every
+/// ticket is leased exactly once while its lease lasts, and the audit log
+/// is one valid chain.
+fn two_nodes_share_one_queue_and_one_chain(b: &Backend) {
+    let db = b.fresh();
+    let nodes = [db.open(), db.open()];
+    let results: Vec<(BTreeMap<String, i64>, Vec<i64>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = nodes
+            .into_iter()
+            .enumerate()
+            .map(|(n, s)| {
+                scope.spawn(move || {
+                    let consumer = format!("node-{n}");
+                    // Node 0 takes c0..c59, node 1 c30..c89.
+                    let calls: Vec<NewTicket> = (n * 30..n * 30 + 60)
+                        .map(|i| call(&format!("c{i}"), "police", (i % 4) as i64))
+                        .collect();
+                    let mut ids = BTreeMap::new();
+                    let mut leased = Vec::new();
+                    for chunk in calls.chunks(4) {
+                        let r = s.submit_batch(chunk, 1_000).unwrap();
+                        for (t, (id, _)) in chunk.iter().zip(r) {
+                            ids.insert(t.call_id.clone(), id);
+                        }
+                        for _ in 0..3 {
+                            if let Some(t) = s.lease("police", &consumer, 2_000, 3_600_000).unwrap()
+                            {
+                                leased.push(t.id);
+                            }
+                        }
+                    }
+                    while let Some(t) = s.lease("police", &consumer, 2_000, 3_600_000).unwrap() {
+                        leased.push(t.id);
+                    }
+                    (ids, leased)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let (ids0, ids1) = (&results[0].0, &results[1].0);
+    for (call_id, id) in ids0 {
+        if let Some(other) = ids1.get(call_id) {
+            assert_eq!(id, other, "{call_id} reached both nodes: one ticket");
+        }
+    }
+    let tickets: BTreeSet<i64> = ids0.values().chain(ids1.values()).copied().collect();
+    assert_eq!(tickets.len(), 90, "90 calls, 90 tickets");
+    let leased: Vec<i64> = results.iter().flat_map(|r| r.1.iter().copied()).collect();
+    let once: BTreeSet<i64> = leased.iter().copied().collect();
+    assert_eq!(leased.len(), once.len(), "no ticket was leased twice");
+    assert_eq!(once, tickets, "every ticket was leased");
+    assert!(results.iter().all(|r| !r.1.is_empty()), "both nodes leased");
+
+    let s = &*db.open();
+    assert!(s.lease("police", "late", 2_000, 1_000).unwrap().is_none());
+    match s.audit_verify().unwrap() {
+        Verified::Intact { records, .. } => assert_eq!(
+            records, 180,
+            "90 received and 90 delivered records, in one chain"
+        ),
+        broken => panic!("{broken:?}"),
+    }
+    for id in tickets {
+        let (_, h) = s.get(id).unwrap();
+        let events: Vec<&str> = h.iter().map(|e| e.event.as_str()).collect();
+        assert_eq!(events, ["received", "delivered"], "ticket {id}");
+    }
 }
 
 #[test]
@@ -269,4 +377,75 @@ fn queue_queries_read_only_the_open_tickets_index() {
         );
         assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     }
+}
+
+/// A batch that PostgreSQL refuses halfway (a NUL byte in a text) leaves
+/// nothing of itself: no ticket, no audit record, the head where it was.
+#[test]
+fn a_failed_batch_keeps_nothing_of_it_in_postgres() {
+    let Some(b) = Backend::postgres("a_failed_batch_keeps_nothing_of_it_in_postgres") else {
+        return;
+    };
+    let db = b.fresh();
+    let s = &*db.open();
+    let (kept, _) = submit(s, &call("kept", "police", 1), 1);
+    let mut bad = call("b", "police", 1);
+    bad.call.text = "a NUL \0 byte".into();
+    let batch = [call("a", "police", 1), bad, call("c", "police", 1)];
+    let err = s.submit_batch(&batch, 2).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Backend(m) if m.contains("0x00")),
+        "the server's own message: {err}"
+    );
+    assert_eq!(depth(s, "police"), 1, "nothing of the failed batch");
+    assert_eq!(s.get(kept).unwrap().0.call_id, "kept");
+    assert!(matches!(
+        s.audit_verify().unwrap(),
+        Verified::Intact { records: 1, .. }
+    ));
+    assert!(
+        submit(s, &call("a", "police", 1), 3).1,
+        "the refused call is new"
+    );
+    assert!(matches!(
+        s.audit_verify().unwrap(),
+        Verified::Intact { records: 2, .. }
+    ));
+}
+
+/// Nodes that start together on a new database: one of them creates the
+/// schema, the others wait for it, and each migration is applied once.
+#[test]
+fn nodes_starting_together_migrate_once_in_postgres() {
+    let Some(b) = Backend::postgres("nodes_starting_together_migrate_once_in_postgres") else {
+        return;
+    };
+    let db = b.fresh();
+    let common::Db::Postgres { url, schema } = &db else {
+        unreachable!()
+    };
+    std::thread::scope(|scope| {
+        let nodes: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| PgStore::connect_in_schema(url, schema).unwrap()))
+            .collect();
+        for node in nodes {
+            let s = node.join().unwrap();
+            assert!(s.lease("q", "c", 0, 1).unwrap().is_none());
+        }
+    });
+    let versions: Vec<i32> = db
+        .client()
+        .query(
+            "SELECT version FROM schema_migrations ORDER BY version",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, [1]);
+    assert!(matches!(
+        db.open().audit_verify().unwrap(),
+        Verified::Intact { records: 0, .. }
+    ));
 }
