@@ -590,7 +590,7 @@ fn readme_toml_after(heading: &str) -> String {
 
 #[test]
 fn the_readme_configurations_are_valid() {
-    for heading in ["## Serving", "## Running in production"] {
+    for heading in ["## Serving", "## Several nodes", "## Running in production"] {
         let text = readme_toml_after(heading);
         if let Err(e) = minsheng_server::Config::parse("README.md", &text) {
             panic!("the README's configuration under {heading:?}: {e}");
