@@ -73,10 +73,15 @@ pub fn run(o: &Overrides) -> anyhow::Result<ExitCode> {
             .map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics"));
         // One line on stdout for people and for scripts that started the
         // server on port 0.
+        let store = match config.store.backend {
+            minsheng_server::config::Backend::Sqlite => {
+                format!("data in {}", config.store.data_dir.display())
+            }
+            minsheng_server::config::Backend::Postgres => "tickets in PostgreSQL".to_owned(),
+        };
         println!(
-            "minsheng serving gRPC on {}; metrics {metrics}; data in {}",
-            running.grpc_addr,
-            config.store.data_dir.display()
+            "minsheng serving gRPC on {}; metrics {metrics}; {store}",
+            running.grpc_addr
         );
         shutdown_signal().await;
         tracing::info!("shutdown signal: finishing calls in flight");
