@@ -11,7 +11,7 @@ use pb::dispatch_client::DispatchClient;
 use pb::intake_client::IntakeClient;
 use tonic::transport::Channel;
 
-use super::server::{Server, call, copy_dir, mini};
+use super::server::{Server, call, copy_dir, kill_and_restart, mini};
 
 const URL: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
 
@@ -70,8 +70,15 @@ async fn channel(s: &Server) -> Channel {
 }
 
 fn node(schema: &str) -> (tempfile::TempDir, Server) {
+    let tmp = node_dir(schema, &mini());
+    let s = Server::start_in(tmp.path());
+    (tmp, s)
+}
+
+/// A node's directory: rules copied from `rules`, its store in `schema`.
+fn node_dir(schema: &str, rules: &std::path::Path) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
-    copy_dir(&mini(), &tmp.path().join("rules"));
+    copy_dir(rules, &tmp.path().join("rules"));
     std::fs::write(
         tmp.path().join("minsheng.toml"),
         format!(
@@ -80,8 +87,28 @@ fn node(schema: &str) -> (tempfile::TempDir, Server) {
         ),
     )
     .unwrap();
-    let s = Server::start_in(tmp.path());
-    (tmp, s)
+    tmp
+}
+
+fn new_schema(what: &str) -> Schema {
+    Schema(format!(
+        "it_{what}_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_load_loses_no_answered_call() {
+    if !database() {
+        return;
+    }
+    let schema = new_schema("kill");
+    let dir = node_dir(&schema.0, &super::support::root().join("rules"));
+    kill_and_restart(dir.path()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,14 +116,7 @@ async fn two_nodes_share_the_tickets_and_one_chain() {
     if !database() {
         return;
     }
-    let schema = Schema(format!(
-        "it_nodes_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
+    let schema = new_schema("nodes");
     let (_a_dir, a) = node(&schema.0);
     let (_b_dir, b) = node(&schema.0);
     let nodes = [

@@ -968,7 +968,15 @@ async fn a_full_store_refuses_calls_as_unavailable() {
 async fn killed_mid_load_loses_no_answered_call() {
     let tmp = tempfile::tempdir().unwrap();
     copy_dir(&root().join("rules"), &tmp.path().join("rules"));
-    let mut s = Server::start_in(tmp.path());
+    kill_and_restart(tmp.path()).await;
+}
+
+/// Submits calls from 16 tasks, kills the server with SIGKILL in the
+/// middle, restarts it on the same store (the configuration in `dir`)
+/// and checks that every answered call is there exactly once and is
+/// delivered.
+pub(super) async fn kill_and_restart(dir: &Path) {
+    let mut s = Server::start_in(dir);
     let channel = s.channel().await;
     let texts = [
         ("有人拿刀砍人", pb::Hotline::Hotline110),
@@ -1018,7 +1026,7 @@ async fn killed_mid_load_loses_no_answered_call() {
         answered.push(a);
     }
 
-    let s = Server::start_in(tmp.path());
+    let s = Server::start_in(dir);
     let mut intake = s.intake().await;
     let mut by_queue: std::collections::BTreeMap<String, std::collections::BTreeSet<u64>> =
         Default::default();
