@@ -1,10 +1,11 @@
 //! minsheng's server: operator systems submit calls over gRPC, each is
 //! classified, queued durably and delivered to the force that handles it.
 //!
-//! [`start`] binds the gRPC endpoint (Intake, Dispatch, Tickets, Rules, the
-//! standard health service and server reflection) and the Prometheus
-//! endpoint, opens the ticket store in the data directory and begins to
-//! watch the rule directory; the returned [`Running`] tells the bound
+//! [`start`] binds the gRPC endpoint (Intake, Dispatch, Tickets, Rules,
+//! Audit, the standard health service and server reflection; TLS and
+//! client roles when configured) and the Prometheus endpoint, opens the
+//! ticket store (SQLite in the data directory, or PostgreSQL) and begins
+//! to watch the rule directory; the returned [`Running`] tells the bound
 //! addresses and stops it gracefully.
 //!
 //! The design decision that shapes it: one thread owns the store, and
