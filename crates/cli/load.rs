@@ -48,19 +48,29 @@ pub fn run(load: &Load, calls: Vec<Call>) -> anyhow::Result<ExitCode> {
 }
 
 async fn drive(load: &Load, calls: Vec<Call>) -> anyhow::Result<ExitCode> {
-    let url = if load.addr.contains("://") {
-        load.addr.clone()
-    } else {
-        format!("http://{}", load.addr)
-    };
+    // Several nodes (`a:50051,b:50051`): the connections are spread over
+    // them in turn.
+    let urls: Vec<String> = load
+        .addr
+        .split(',')
+        .map(|a| {
+            if a.contains("://") {
+                a.to_owned()
+            } else {
+                format!("http://{a}")
+            }
+        })
+        .collect();
     let mut clients = Vec::new();
-    for _ in 0..load.connections {
+    for i in 0..load.connections.max(urls.len()) {
+        let url = &urls[i % urls.len()];
         let channel = tonic::transport::Endpoint::from_shared(url.clone())?
             .connect()
             .await
             .with_context(|| format!("connecting to {url}"))?;
         clients.push(IntakeClient::new(channel));
     }
+    let (connections, nodes) = (clients.len(), urls.len());
     let calls = Arc::new(calls);
     // Call ids unique to this run, so that every call is a new ticket.
     let run_id = std::time::SystemTime::now()
@@ -114,10 +124,11 @@ async fn drive(load: &Load, calls: Vec<Call>) -> anyhow::Result<ExitCode> {
     let elapsed = started.elapsed().as_secs_f64();
     all.sort_unstable();
     println!(
-        "{} calls in {elapsed:.1} s at concurrency {} over {} connection(s): {:.0} calls/s, {errors} error(s)",
+        "{} calls in {elapsed:.1} s at concurrency {} over {} connection(s) to {} node(s): {:.0} calls/s, {errors} error(s)",
         all.len(),
         load.concurrency,
-        load.connections,
+        connections,
+        nodes,
         all.len() as f64 / elapsed
     );
     println!(

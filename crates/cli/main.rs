@@ -83,8 +83,9 @@ enum Command {
         /// Seconds to spend on each measurement (with --addr: on the load).
         #[arg(long, visible_alias = "duration", default_value_t = 3.0)]
         seconds: f64,
-        /// Drive the server at this address (host:port) instead.
-        #[arg(long, value_name = "HOST:PORT")]
+        /// Drive the server at this address (host:port) instead; several
+        /// nodes separated by commas share the load.
+        #[arg(long, value_name = "HOST:PORT[,HOST:PORT…]")]
         addr: Option<String>,
         /// With --addr: calls in flight at once.
         #[arg(long, default_value_t = 64, requires = "addr")]
