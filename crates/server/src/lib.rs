@@ -71,6 +71,9 @@ pub enum ServeError {
     /// that cannot be read, a certificate file missing).
     #[error("{0}")]
     Security(String),
+    /// The server's task ended abnormally.
+    #[error("the server stopped abnormally: {0}")]
+    Stopped(String),
     /// Server reflection could not be built.
     #[error("server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
@@ -96,13 +99,9 @@ impl Running {
 
     /// Waits until the server has stopped and the store is closed.
     pub async fn wait(self) -> Result<(), ServeError> {
-        match self.done.await {
-            Ok(r) => r,
-            Err(e) => Err(ServeError::Store {
-                dir: String::new(),
-                source: Box::new(e),
-            }),
-        }
+        self.done
+            .await
+            .unwrap_or_else(|e| Err(ServeError::Stopped(e.to_string())))
     }
 }
 
