@@ -403,6 +403,68 @@ pub struct Filter {
     pub kind: Option<String>,
 }
 
+/// A value a filter compares with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Arg {
+    Int(i64),
+    Text(String),
+}
+
+impl Filter {
+    /// The query of the records this filter wants, in chain order, with
+    /// its values; `placeholder(n)` writes the n-th (from 1) as the
+    /// database wants it (`?1`, `$1`). One query for every backend.
+    pub(crate) fn to_sql(&self, placeholder: impl Fn(usize) -> String) -> (String, Vec<Arg>) {
+        let mut tests: Vec<(&str, Arg)> = Vec::new();
+        let text = |v: &Option<String>| v.clone().map(Arg::Text);
+        let conditions = [
+            ("at >= ", self.from.map(Arg::Int)),
+            ("at < ", self.to.map(Arg::Int)),
+            ("call_id = ", text(&self.call_id)),
+            ("ticket_id = ", self.ticket_id.map(Arg::Int)),
+            ("destination = ", text(&self.destination)),
+            ("township = ", text(&self.township)),
+            // Rule ids have no commas: the id between two of them, its
+            // own `%` and `_` taken literally.
+            (
+                "rules LIKE ",
+                self.rule.as_ref().map(|r| {
+                    let r = r
+                        .replace('\\', "\\\\")
+                        .replace('%', "\\%")
+                        .replace('_', "\\_");
+                    Arg::Text(format!("%,{r},%"))
+                }),
+            ),
+            ("actor = ", text(&self.actor)),
+            ("kind = ", text(&self.kind)),
+        ];
+        for (test, value) in conditions {
+            if let Some(v) = value {
+                tests.push((test, v));
+            }
+        }
+        let mut sql = format!("SELECT {COLUMNS} FROM audit WHERE 1 = 1");
+        let mut args = Vec::with_capacity(tests.len());
+        for (test, value) in tests {
+            args.push(value);
+            sql.push_str(&format!(" AND {test}{}", placeholder(args.len())));
+            if test.starts_with("rules LIKE") {
+                sql.push_str(" ESCAPE '\\'");
+            }
+        }
+        sql.push_str(" ORDER BY seq");
+        (sql, args)
+    }
+
+    /// Whether a record the query returned is one this filter wants: the
+    /// query's `LIKE` on rule ids ignores ASCII case in SQLite, this does
+    /// not.
+    pub(crate) fn keeps(&self, r: &AuditRecord) -> bool {
+        self.rule.as_ref().is_none_or(|id| r.rules.contains(id))
+    }
+}
+
 /// The records a filter wants, in chain order, each passed to `each`
 /// (which stops the walk by returning false).
 pub(crate) fn query(
@@ -410,51 +472,16 @@ pub(crate) fn query(
     f: &Filter,
     mut each: impl FnMut(AuditRecord) -> bool,
 ) -> rusqlite::Result<()> {
-    let mut sql = format!("SELECT {COLUMNS} FROM audit WHERE 1 = 1");
-    let mut args: Vec<rusqlite::types::Value> = Vec::new();
-    let mut cond = |sql_part: &str, v: rusqlite::types::Value| {
-        args.push(v);
-        let close = if sql_part.ends_with(", ") {
-            ") > 0"
-        } else {
-            ""
-        };
-        sql.push_str(&format!(" AND {sql_part}?{}{close}", args.len()));
-    };
-    use rusqlite::types::Value;
-    if let Some(v) = f.from {
-        cond("at >= ", Value::Integer(v));
-    }
-    if let Some(v) = f.to {
-        cond("at < ", Value::Integer(v));
-    }
-    if let Some(v) = &f.call_id {
-        cond("call_id = ", Value::Text(v.clone()));
-    }
-    if let Some(v) = f.ticket_id {
-        cond("ticket_id = ", Value::Integer(v));
-    }
-    if let Some(v) = &f.destination {
-        cond("destination = ", Value::Text(v.clone()));
-    }
-    if let Some(v) = &f.township {
-        cond("township = ", Value::Text(v.clone()));
-    }
-    if let Some(v) = &f.rule {
-        // Rule ids have no commas: the id between two of them.
-        cond("instr(rules, ", Value::Text(format!(",{v},")));
-    }
-    if let Some(v) = &f.actor {
-        cond("actor = ", Value::Text(v.clone()));
-    }
-    if let Some(v) = &f.kind {
-        cond("kind = ", Value::Text(v.clone()));
-    }
-    sql.push_str(" ORDER BY seq");
+    let (sql, args) = f.to_sql(|n| format!("?{n}"));
+    let args = args.into_iter().map(|a| match a {
+        Arg::Int(v) => rusqlite::types::Value::Integer(v),
+        Arg::Text(v) => rusqlite::types::Value::Text(v),
+    });
     let mut stmt = conn.prepare(&sql)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
     while let Some(row) = rows.next()? {
-        if !each(from_row(row)?) {
+        let r = from_row(row)?;
+        if f.keeps(&r) && !each(r) {
             break;
         }
     }

@@ -818,47 +818,23 @@ impl PgStore {
         filter: &Filter,
         mut each: impl FnMut(AuditRecord) -> bool,
     ) -> Result<(), StoreError> {
-        let mut sql = format!("SELECT {} FROM audit WHERE 1 = 1", audit::COLUMNS);
-        let mut args: Vec<Box<dyn ToSql + Sync>> = Vec::new();
-        let mut cond = |test: &str, v: Box<dyn ToSql + Sync>| {
-            args.push(v);
-            sql.push_str(&format!(
-                " AND {}",
-                test.replace('?', &format!("${}", args.len()))
-            ));
-        };
-        let f = filter;
-        if let Some(v) = f.from {
-            cond("at >= ?", Box::new(v));
-        }
-        if let Some(v) = f.to {
-            cond("at < ?", Box::new(v));
-        }
-        if let Some(v) = &f.call_id {
-            cond("call_id = ?", Box::new(v.clone()));
-        }
-        if let Some(v) = f.ticket_id {
-            cond("ticket_id = ?", Box::new(v));
-        }
-        if let Some(v) = &f.destination {
-            cond("destination = ?", Box::new(v.clone()));
-        }
-        if let Some(v) = &f.township {
-            cond("township = ?", Box::new(v.clone()));
-        }
-        if let Some(v) = &f.rule {
-            // Rule ids have no commas: the id between two of them.
-            cond("strpos(rules, ?) > 0", Box::new(format!(",{v},")));
-        }
-        if let Some(v) = &f.actor {
-            cond("actor = ?", Box::new(v.clone()));
-        }
-        if let Some(v) = &f.kind {
-            cond("kind = ?", Box::new(v.clone()));
-        }
-        sql.push_str(" ORDER BY seq");
+        let (sql, args) = filter.to_sql(|n| format!("${n}"));
+        let args: Vec<Box<dyn ToSql + Sync>> = args
+            .into_iter()
+            .map(|a| -> Box<dyn ToSql + Sync> {
+                match a {
+                    audit::Arg::Int(v) => Box::new(v),
+                    audit::Arg::Text(v) => Box::new(v),
+                }
+            })
+            .collect();
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a).collect();
-        self.read(|tx| tx.walk(&sql, &params, |row| Ok(each(record_from_row(row)?))))
+        self.read(|tx| {
+            tx.walk(&sql, &params, |row| {
+                let r = record_from_row(row)?;
+                Ok(!filter.keeps(&r) || each(r))
+            })
+        })
     }
 
     /// A ticket's caller number, whole; see

@@ -269,6 +269,14 @@ fn queries_return_exactly_the_matching_records(b: &Backend) {
         )
         .is_empty()
     );
+    // Nor in another case, nor as a pattern.
+    for other in ["RULE.1", "rule_1", "rule%"] {
+        let f = Filter {
+            rule: Some(other.into()),
+            ..Default::default()
+        };
+        assert!(all(s, &f).is_empty(), "{other}");
+    }
 }
 
 /// A query hands over records until told to stop, across the pages a
