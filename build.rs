@@ -13,11 +13,6 @@ fn main() {
         .filter(|p| p.is_file())
         .collect();
     names.sort();
-    // Every file too, not only the directory: an edited file must rebuild
-    // the binary however the directory's own time moved.
-    for path in &names {
-        println!("cargo:rerun-if-changed={}", path.display());
-    }
     let mut out = String::from(
         "/// The files of `rules/` at build time: (file name, bytes).\npub static FILES: &[(&str, &[u8])] = &[\n",
     );
@@ -26,17 +21,13 @@ fn main() {
             .file_name()
             .and_then(|n| n.to_str())
             .expect("UTF-8 file name in rules/");
-        // The contents' hash in the generated source, so that the compiler
-        // sees a changed file even where it caches what it included.
-        let bytes = std::fs::read(&path).expect("readable rule file");
-        let mut hasher = std::hash::DefaultHasher::new();
-        std::hash::Hash::hash(&bytes, &mut hasher);
+        // The path is written relative to the package, not as this
+        // checkout's absolute path: several checkouts sharing one target
+        // directory share this generated file, and each must include its
+        // own rules (which the compiler then tracks, file by file).
         let _ = writeln!(
             out,
-            "    // {name}: {} bytes, hash {:016x}\n    ({name:?}, include_bytes!({:?})),",
-            bytes.len(),
-            std::hash::Hasher::finish(&hasher),
-            path.display().to_string()
+            "    ({name:?}, include_bytes!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/rules/{name}\"))),"
         );
     }
     out.push_str("];\n");
