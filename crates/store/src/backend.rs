@@ -12,6 +12,58 @@ use crate::{
     AuditRecord, Filter, HistoryEntry, NewTicket, QueueStats, Reroute, StoreError, Ticket, Verified,
 };
 
+/// A ticket as an outside queue carries it (NATS JetStream): which queue
+/// it belongs in and the id that makes publishing it again harmless.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// The ticket.
+    pub id: i64,
+    /// The queue it is in now.
+    pub queue: String,
+    /// The message id: `hotline:call_id`, and `:n` after its n-th move, so
+    /// that a retried publish is one message and a move is a new one.
+    pub message_id: String,
+    /// Whether the queue already holds a message of it for this queue.
+    pub published: bool,
+    /// Whether it still waits to be acknowledged.
+    pub open: bool,
+}
+
+/// A message of a ticket, delivered by an outside queue to a consumer.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivered<'a> {
+    /// The ticket the message carries.
+    pub id: i64,
+    /// The queue it was delivered from.
+    pub queue: &'a str,
+    /// Who it is delivered to.
+    pub consumer: &'a str,
+    /// How long the consumer has to acknowledge it (ms).
+    pub lease_ms: i64,
+    /// What acknowledges the message (its reply subject).
+    pub token: &'a str,
+    /// The message's sequence number in the queue, the same however often
+    /// it is delivered.
+    pub message: i64,
+}
+
+/// What a store makes of a message an outside queue delivered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Taken {
+    /// The ticket is leased to the consumer: hand it over.
+    Lease(Box<Ticket>),
+    /// The message is stale (the ticket was acknowledged, moved, or is
+    /// leased through another message of it): acknowledge it, hand nothing.
+    Stale(String),
+}
+
+fn no_outside_queue() -> StoreError {
+    StoreError::Backend(
+        "this ticket store keeps its own queues; an outside queue needs the PostgreSQL store"
+            .into(),
+    )
+}
+
 /// A ticket store: queues, tickets and the audit log.
 pub trait TicketStore: Send {
     /// Queues calls in one transaction; see [`crate::Store::submit_batch`].
@@ -57,6 +109,40 @@ pub trait TicketStore: Send {
     fn audit_prune(&self, retention_days: u32, actor: &str, now: i64) -> Result<i64, StoreError>;
     /// A ticket's caller number, whole.
     fn caller_number(&self, ticket_id: i64) -> Result<Option<String>, StoreError>;
+
+    // With an outside queue (NATS JetStream), the store keeps the tickets
+    // and their audit records, and the outside queue delivers them: these
+    // are the store's side of it. A store that keeps its own queues
+    // refuses them.
+
+    /// A ticket as an outside queue carries it.
+    fn outgoing(&self, id: i64) -> Result<Outgoing, StoreError> {
+        let _ = id;
+        Err(no_outside_queue())
+    }
+    /// Records that the outside queue holds a message of each ticket for
+    /// the queue named beside it.
+    fn mark_published(&self, published: &[(i64, String)]) -> Result<(), StoreError> {
+        let _ = published;
+        Err(no_outside_queue())
+    }
+    /// Open tickets that the outside queue holds no message of for their
+    /// queue, changed before `before` (ms), at most `limit`, oldest first.
+    fn unpublished(&self, before: i64, limit: i64) -> Result<Vec<Outgoing>, StoreError> {
+        let _ = (before, limit);
+        Err(no_outside_queue())
+    }
+    /// Leases a ticket that the outside queue delivered, or says why the
+    /// message is stale.
+    fn take_delivery(&self, d: &Delivered<'_>, now: i64) -> Result<Taken, StoreError> {
+        let _ = (d, now);
+        Err(no_outside_queue())
+    }
+    /// What acknowledges the message a ticket was last delivered through.
+    fn lease_token(&self, id: i64) -> Result<Option<String>, StoreError> {
+        let _ = id;
+        Err(no_outside_queue())
+    }
 }
 
 impl TicketStore for crate::Store {

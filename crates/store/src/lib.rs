@@ -57,7 +57,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 pub use crate::postgres::PgStore;
 pub use audit::{AuditRecord, Filter, Verified};
-pub use backend::TicketStore;
+pub use backend::{Delivered, Outgoing, Taken, TicketStore};
 
 /// The shortest retention of audit records, in days: network logs are kept
 /// at least six months (Cybersecurity Law of the PRC, art. 21).

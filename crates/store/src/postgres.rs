@@ -31,9 +31,9 @@ use ::postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement, T
 
 use crate::audit::{self, AuditRecord, Filter, Verified};
 use crate::{
-    CallRecord, EXPIRED_DETAIL, HistoryEntry, MIN_RETENTION_DAYS, NewTicket, QueueStats, Reroute,
-    StoreError, TICKET_COLUMNS, Ticket, TicketState, TicketStore, delivered_detail, nacked_detail,
-    received_detail, received_entry, rerouted, ticket_entry,
+    CallRecord, Delivered, EXPIRED_DETAIL, HistoryEntry, MIN_RETENTION_DAYS, NewTicket, Outgoing,
+    QueueStats, Reroute, StoreError, TICKET_COLUMNS, Taken, Ticket, TicketState, TicketStore,
+    delivered_detail, nacked_detail, received_detail, received_entry, rerouted, ticket_entry,
 };
 
 /// The key of the advisory lock that migrations hold ("minsheng" in ASCII).
@@ -46,7 +46,7 @@ type Migration = fn(&mut Transaction<'_>) -> Result<(), ::postgres::Error>;
 
 /// The schema's versions, in order; each is applied once, in the
 /// transaction that records it in `schema_migrations`.
-const MIGRATIONS: &[(i32, Migration)] = &[(1, migration_1)];
+const MIGRATIONS: &[(i32, Migration)] = &[(1, migration_1), (2, migration_2)];
 
 /// The tickets and the audit chain, as in SQLite.
 fn migration_1(tx: &mut Transaction<'_>) -> Result<(), ::postgres::Error> {
@@ -114,6 +114,50 @@ CREATE TABLE audit_anchor (
         &[&audit::GENESIS],
     )?;
     Ok(())
+}
+
+/// What an outside queue (NATS JetStream) needs: which queue a ticket's
+/// message was published to, how often the ticket moved (each move is a
+/// new message), and the message it is leased through.
+fn migration_2(tx: &mut Transaction<'_>) -> Result<(), ::postgres::Error> {
+    tx.batch_execute(
+        "
+ALTER TABLE tickets
+    ADD COLUMN published_to TEXT,
+    ADD COLUMN moves BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN lease_token TEXT,
+    ADD COLUMN lease_message BIGINT;
+-- Open tickets whose queue holds no message of them: what a node
+-- publishes again after a failed publish.
+CREATE INDEX unpublished_tickets ON tickets (created_at, id)
+    WHERE state <> 'acked' AND (published_to IS NULL OR published_to <> queue);
+",
+    )
+}
+
+/// The message id of a ticket in an outside queue.
+fn message_id(hotline: &str, call_id: &str, moves: i64) -> String {
+    match moves {
+        0 => format!("{hotline}:{call_id}"),
+        n => format!("{hotline}:{call_id}:{n}"),
+    }
+}
+
+const OUTGOING_COLUMNS: &str = "id, queue, hotline, call_id, moves, published_to, state";
+
+fn outgoing_from_row(row: &Row) -> Result<Outgoing, ::postgres::Error> {
+    let queue: String = row.try_get(1)?;
+    let hotline: String = row.try_get(2)?;
+    let call_id: String = row.try_get(3)?;
+    let published_to: Option<String> = row.try_get(5)?;
+    let state: String = row.try_get(6)?;
+    Ok(Outgoing {
+        id: row.try_get(0)?,
+        message_id: message_id(&hotline, &call_id, row.try_get(4)?),
+        published: published_to.as_deref() == Some(queue.as_str()),
+        open: TicketState::parse(&state) != TicketState::Acked,
+        queue,
+    })
 }
 
 impl From<::postgres::Error> for StoreError {
@@ -673,7 +717,9 @@ impl PgStore {
         self.write(|tx, chain| {
             let mut ticket = lock_ticket(tx, id)?;
             tx.execute(
-                "UPDATE tickets SET queue = $1, destination = $2, township = $3, state = 'queued', lease_until = NULL WHERE id = $4",
+                "UPDATE tickets SET queue = $1, destination = $2, township = $3, state = 'queued',
+                     lease_until = NULL, moves = moves + 1, published_to = NULL
+                 WHERE id = $4",
                 &[&to.queue, &to.destination, &to.township, &id],
             )?;
             let detail = rerouted(&mut ticket, to);
@@ -683,6 +729,121 @@ impl PgStore {
                 &ticket_entry(&ticket, "rerouted", to.actor, &detail),
             )?;
             Ok(())
+        })
+    }
+
+    /// A ticket as an outside queue carries it.
+    pub fn outgoing(&self, id: i64) -> Result<Outgoing, StoreError> {
+        self.read(|tx| {
+            let row = tx
+                .query_opt(
+                    &format!("SELECT {OUTGOING_COLUMNS} FROM tickets WHERE id = $1"),
+                    &[&id],
+                )?
+                .ok_or(StoreError::NoTicket(id))?;
+            Ok(outgoing_from_row(&row)?)
+        })
+    }
+
+    /// Records that the outside queue holds a message of each ticket for
+    /// the queue beside it (a ticket moved since keeps waiting for its
+    /// new queue's message).
+    pub fn mark_published(&self, published: &[(i64, String)]) -> Result<(), StoreError> {
+        if published.is_empty() {
+            return Ok(());
+        }
+        let (ids, queues): (Vec<i64>, Vec<&str>) =
+            published.iter().map(|(id, q)| (*id, q.as_str())).unzip();
+        self.write(|tx, _| {
+            tx.execute(
+                "UPDATE tickets SET published_to = p.queue
+                 FROM unnest($1::BIGINT[], $2::TEXT[]) AS p(id, queue)
+                 WHERE tickets.id = p.id AND tickets.queue = p.queue",
+                &[&ids, &queues],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Open tickets whose queue holds no message of them, created before
+    /// `before` (ms), oldest first.
+    pub fn unpublished(&self, before: i64, limit: i64) -> Result<Vec<Outgoing>, StoreError> {
+        self.read(|tx| {
+            tx.query(
+                &format!(
+                    "SELECT {OUTGOING_COLUMNS} FROM tickets
+                     WHERE state <> 'acked' AND (published_to IS NULL OR published_to <> queue)
+                       AND created_at < $1
+                     ORDER BY created_at, id LIMIT $2"
+                ),
+                &[&before, &limit],
+            )?
+            .iter()
+            .map(|r| outgoing_from_row(r).map_err(StoreError::from))
+            .collect()
+        })
+    }
+
+    /// Leases a ticket that an outside queue delivered, unless the message
+    /// is stale: the ticket was acknowledged, moved to another queue, or is
+    /// leased, unexpired, through another message of it (a duplicate). A
+    /// message delivered again after its lease ended takes the lease over,
+    /// with an `expired` record as in [`PgStore::lease`].
+    pub fn take_delivery(&self, d: &Delivered<'_>, now: i64) -> Result<Taken, StoreError> {
+        self.write(|tx, chain| {
+            let mut ticket = lock_ticket(tx, d.id)?;
+            if ticket.state == TicketState::Acked {
+                return Ok(Taken::Stale("the ticket is acknowledged".into()));
+            }
+            if ticket.queue != d.queue {
+                return Ok(Taken::Stale(format!(
+                    "the ticket moved to {}",
+                    ticket.queue
+                )));
+            }
+            if ticket.state == TicketState::Leased {
+                let row =
+                    tx.query_one("SELECT lease_message FROM tickets WHERE id = $1", &[&d.id])?;
+                let through: Option<i64> = row.try_get(0)?;
+                let live = ticket.lease_until.is_some_and(|u| u > now);
+                if live && through != Some(d.message) {
+                    return Ok(Taken::Stale(
+                        "the ticket is leased through another message".into(),
+                    ));
+                }
+                chain.append(
+                    tx,
+                    now,
+                    &ticket_entry(&ticket, "expired", "system", EXPIRED_DETAIL),
+                )?;
+            }
+            let until = now + d.lease_ms;
+            tx.execute(
+                "UPDATE tickets SET state = 'leased', lease_until = $1, deliveries = deliveries + 1,
+                     lease_token = $2, lease_message = $3
+                 WHERE id = $4",
+                &[&until, &d.token, &d.message, &d.id],
+            )?;
+            let detail = delivered_detail(until);
+            chain.append(
+                tx,
+                now,
+                &ticket_entry(&ticket, "delivered", d.consumer, &detail),
+            )?;
+            ticket.state = TicketState::Leased;
+            ticket.lease_until = Some(until);
+            ticket.deliveries += 1;
+            Ok(Taken::Lease(Box::new(ticket)))
+        })
+    }
+
+    /// What acknowledges the message a ticket was last delivered through.
+    pub fn lease_token(&self, id: i64) -> Result<Option<String>, StoreError> {
+        self.read(|tx| {
+            let row = tx
+                .query_opt("SELECT lease_token FROM tickets WHERE id = $1", &[&id])?
+                .ok_or(StoreError::NoTicket(id))?;
+            Ok(row.try_get(0)?)
         })
     }
 
@@ -946,5 +1107,20 @@ impl TicketStore for PgStore {
     }
     fn caller_number(&self, ticket_id: i64) -> Result<Option<String>, StoreError> {
         PgStore::caller_number(self, ticket_id)
+    }
+    fn outgoing(&self, id: i64) -> Result<Outgoing, StoreError> {
+        PgStore::outgoing(self, id)
+    }
+    fn mark_published(&self, published: &[(i64, String)]) -> Result<(), StoreError> {
+        PgStore::mark_published(self, published)
+    }
+    fn unpublished(&self, before: i64, limit: i64) -> Result<Vec<Outgoing>, StoreError> {
+        PgStore::unpublished(self, before, limit)
+    }
+    fn take_delivery(&self, d: &Delivered<'_>, now: i64) -> Result<Taken, StoreError> {
+        PgStore::take_delivery(self, d, now)
+    }
+    fn lease_token(&self, id: i64) -> Result<Option<String>, StoreError> {
+        PgStore::lease_token(self, id)
     }
 }

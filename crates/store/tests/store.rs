@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::{Backend, depth, submit};
 use minsheng_store::{
-    CallRecord, NewTicket, PgStore, Reroute, Store, StoreError, TicketState, Verified,
+    CallRecord, Delivered, NewTicket, PgStore, Reroute, Store, StoreError, Taken, TicketState,
+    TicketStore, Verified,
 };
 
 fn call(id: &str, queue: &str, urgency: i64) -> NewTicket {
@@ -443,9 +444,163 @@ fn nodes_starting_together_migrate_once_in_postgres() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1]);
+    assert_eq!(versions, [1, 2]);
     assert!(matches!(
         db.open().audit_verify().unwrap(),
         Verified::Intact { records: 0, .. }
     ));
+}
+
+fn delivered<'a>(id: i64, queue: &'a str, consumer: &'a str, message: i64) -> Delivered<'a> {
+    Delivered {
+        id,
+        queue,
+        consumer,
+        lease_ms: 1_000,
+        token: if message == 1 {
+            "$JS.ACK.one"
+        } else {
+            "$JS.ACK.other"
+        },
+        message,
+    }
+}
+
+fn leased(t: Taken) -> minsheng_store::Ticket {
+    match t {
+        Taken::Lease(t) => *t,
+        Taken::Stale(why) => panic!("expected a lease, the message was stale: {why}"),
+    }
+}
+
+fn stale(t: Taken) -> String {
+    match t {
+        Taken::Stale(why) => why,
+        Taken::Lease(t) => panic!("expected a stale message, ticket {} was leased", t.id),
+    }
+}
+
+/// With an outside queue delivering, PostgreSQL keeps the lease: a message
+/// is handed over once, a duplicate of a leased ticket and a message of an
+/// acknowledged or moved ticket are stale, a message redelivered after its
+/// lease takes it over (with an `expired` record), and the chain holds.
+#[test]
+fn an_outside_queue_delivers_through_postgres_leases() {
+    let Some(b) = Backend::postgres("an_outside_queue_delivers_through_postgres_leases") else {
+        return;
+    };
+    let db = b.fresh();
+    let s: &dyn TicketStore = &*db.open();
+    let (id, _) = submit(s, &call("c1", "police", 2), 10);
+
+    let out = s.outgoing(id).unwrap();
+    assert_eq!(
+        (
+            out.queue.as_str(),
+            out.message_id.as_str(),
+            out.published,
+            out.open
+        ),
+        ("police", "110:c1", false, true)
+    );
+    assert_eq!(s.unpublished(11, 10).unwrap(), [out.clone()]);
+    assert!(
+        s.unpublished(10, 10).unwrap().is_empty(),
+        "only older than `before`"
+    );
+    s.mark_published(&[(id, "police".into())]).unwrap();
+    assert!(s.outgoing(id).unwrap().published);
+    assert!(s.unpublished(i64::MAX, 10).unwrap().is_empty());
+
+    let t = leased(
+        s.take_delivery(&delivered(id, "police", "desk-1", 1), 100)
+            .unwrap(),
+    );
+    assert_eq!(
+        (t.state, t.lease_until, t.deliveries),
+        (TicketState::Leased, Some(1_100), 1)
+    );
+    assert_eq!(s.lease_token(id).unwrap().as_deref(), Some("$JS.ACK.one"));
+    // A second message of the same ticket while the lease holds: stale.
+    let why = stale(
+        s.take_delivery(&delivered(id, "police", "desk-2", 2), 200)
+            .unwrap(),
+    );
+    assert!(why.contains("another message"), "{why}");
+    // The same message again, after the lease ended: taken over.
+    let t = leased(
+        s.take_delivery(&delivered(id, "police", "desk-2", 1), 1_200)
+            .unwrap(),
+    );
+    assert_eq!((t.deliveries, t.lease_until), (2, Some(2_200)));
+    s.nack(id, "desk-2", "busy", 1_300).unwrap();
+    // Given back: any message of it is taken.
+    leased(
+        s.take_delivery(&delivered(id, "police", "desk-3", 2), 1_400)
+            .unwrap(),
+    );
+    assert_eq!(s.lease_token(id).unwrap().as_deref(), Some("$JS.ACK.other"));
+    s.ack(id, "desk-3", 1_500).unwrap();
+    let why = stale(
+        s.take_delivery(&delivered(id, "police", "desk-1", 1), 1_600)
+            .unwrap(),
+    );
+    assert!(why.contains("acknowledged"), "{why}");
+    assert!(!s.outgoing(id).unwrap().open);
+
+    // A move is a new message, for the new queue, not yet published.
+    let (moved, _) = submit(s, &call("c2", "police", 1), 2_000);
+    s.mark_published(&[(moved, "police".into())]).unwrap();
+    let to = Reroute {
+        queue: "hotline_12345",
+        destination: "hotline_12345",
+        township: None,
+        reason: "not a police matter",
+        actor: "desk-1",
+    };
+    s.reroute(moved, &to, 2_100).unwrap();
+    let out = s.outgoing(moved).unwrap();
+    assert_eq!(
+        (out.queue.as_str(), out.message_id.as_str(), out.published),
+        ("hotline_12345", "110:c2:1", false)
+    );
+    let why = stale(
+        s.take_delivery(&delivered(moved, "police", "desk-1", 9), 2_200)
+            .unwrap(),
+    );
+    assert!(why.contains("moved to hotline_12345"), "{why}");
+    // A mark for the queue it left does not count for the one it is in.
+    s.mark_published(&[(moved, "police".into())]).unwrap();
+    assert!(!s.outgoing(moved).unwrap().published);
+
+    let kinds: Vec<String> = s.get(id).unwrap().1.into_iter().map(|h| h.event).collect();
+    assert_eq!(
+        kinds,
+        [
+            "received",
+            "delivered",
+            "expired",
+            "delivered",
+            "nacked",
+            "delivered",
+            "acked"
+        ]
+    );
+    assert!(matches!(
+        s.audit_verify().unwrap(),
+        Verified::Intact { records: 9, .. }
+    ));
+}
+
+/// The embedded store keeps its own queues and says so to an outside one.
+#[test]
+fn the_embedded_store_refuses_an_outside_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("t.db")).unwrap();
+    let (id, _) = submit(&s, &call("c1", "police", 2), 10);
+    let err = TicketStore::outgoing(&s, id).unwrap_err();
+    assert!(
+        err.to_string().contains("needs the PostgreSQL store"),
+        "{err}"
+    );
 }
