@@ -7,6 +7,7 @@ mod it {
     pub mod distributed;
     pub mod engine;
     pub mod gencert;
+    pub mod jetstream;
     pub mod rules_check;
     pub mod security;
     pub mod server;

@@ -77,7 +77,13 @@ pub fn run(o: &Overrides) -> anyhow::Result<ExitCode> {
             minsheng_server::config::Backend::Sqlite => {
                 format!("data in {}", config.store.data_dir.display())
             }
-            minsheng_server::config::Backend::Postgres => "tickets in PostgreSQL".to_owned(),
+            minsheng_server::config::Backend::Postgres => match config.queue.backend {
+                minsheng_server::config::QueueBackend::Store => "tickets in PostgreSQL".to_owned(),
+                minsheng_server::config::QueueBackend::Nats => format!(
+                    "tickets in PostgreSQL, queues on NATS JetStream at {}",
+                    config.queue.nats_url
+                ),
+            },
         };
         println!(
             "minsheng serving gRPC on {}; metrics {metrics}; {store}",

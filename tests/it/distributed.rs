@@ -15,7 +15,7 @@ use super::server::{Server, call, copy_dir, kill_and_restart, mini};
 
 const URL: &str = "host=127.0.0.1 port=5432 user=postgres dbname=test";
 
-fn url() -> String {
+pub(super) fn url() -> String {
     std::env::var("MINSHENG_TEST_POSTGRES").unwrap_or_else(|_| URL.to_owned())
 }
 
@@ -27,7 +27,7 @@ fn off_runtime<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
 
 /// Whether the test database is there; when it is not, CI fails and
 /// elsewhere the test says loudly that it skips.
-fn database() -> bool {
+pub(super) fn database() -> bool {
     let url = url();
     let reached = {
         let url = url.clone();
@@ -48,7 +48,7 @@ fn database() -> bool {
 }
 
 /// A schema of the test database, dropped at the end of the test.
-struct Schema(String);
+pub(super) struct Schema(pub(super) String);
 
 impl Drop for Schema {
     fn drop(&mut self) {
@@ -61,7 +61,7 @@ impl Drop for Schema {
     }
 }
 
-async fn channel(s: &Server) -> Channel {
+pub(super) async fn channel(s: &Server) -> Channel {
     Channel::from_shared(format!("http://{}", s.addr))
         .unwrap()
         .connect()
@@ -90,44 +90,14 @@ fn node_dir(schema: &str, rules: &std::path::Path) -> tempfile::TempDir {
     tmp
 }
 
-fn new_schema(what: &str) -> Schema {
-    Schema(format!(
-        "it_{what}_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ))
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_killed_mid_load_loses_no_answered_call() {
-    if !database() {
-        return;
-    }
-    let schema = new_schema("kill");
-    let dir = node_dir(&schema.0, &super::support::root().join("rules"));
-    kill_and_restart(dir.path()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_share_the_tickets_and_one_chain() {
-    if !database() {
-        return;
-    }
-    let schema = new_schema("nodes");
-    let (_a_dir, a) = node(&schema.0);
-    let (_b_dir, b) = node(&schema.0);
-    let nodes = [
-        IntakeClient::new(channel(&a).await),
-        IntakeClient::new(channel(&b).await),
-    ];
-
-    // Calls spread over both nodes; some sent to both, as an operator
-    // system retries on the other node: one ticket each still.
+/// `count` calls spread over two nodes, every fifth sent to both, as an
+/// operator system retries on the other node: one ticket each still.
+pub(super) async fn spread_calls(
+    nodes: &[IntakeClient<Channel>; 2],
+    count: usize,
+) -> BTreeSet<u64> {
     let mut tickets = BTreeSet::new();
-    for i in 0..30 {
+    for i in 0..count {
         let c = call(&format!("n{i}"), pb::Hotline::Hotline110, "有人拿刀");
         let first = nodes[i % 2]
             .clone()
@@ -147,7 +117,45 @@ async fn two_nodes_share_the_tickets_and_one_chain() {
             assert_eq!(again.ticket_id, first.ticket_id);
         }
     }
-    assert_eq!(tickets.len(), 30);
+    assert_eq!(tickets.len(), count, "one ticket a call");
+    tickets
+}
+
+pub(super) fn new_schema(what: &str) -> Schema {
+    Schema(format!(
+        "it_{what}_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_load_loses_no_answered_call() {
+    if !database() {
+        return;
+    }
+    let schema = new_schema("kill");
+    let dir = node_dir(&schema.0, &super::support::root().join("rules"));
+    kill_and_restart(dir.path(), false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_the_tickets_and_one_chain() {
+    if !database() {
+        return;
+    }
+    let schema = new_schema("nodes");
+    let (_a_dir, a) = node(&schema.0);
+    let (_b_dir, b) = node(&schema.0);
+    let nodes = [
+        IntakeClient::new(channel(&a).await),
+        IntakeClient::new(channel(&b).await),
+    ];
+
+    let tickets = spread_calls(&nodes, 30).await;
 
     // One consumer on node A takes every ticket, from both nodes, once.
     let mut dispatch = DispatchClient::new(channel(&a).await);

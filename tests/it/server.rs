@@ -95,7 +95,7 @@ impl Server {
         }
     }
 
-    async fn channel(&self) -> Channel {
+    pub(super) async fn channel(&self) -> Channel {
         Channel::from_shared(format!("http://{}", self.addr))
             .unwrap()
             .connect()
@@ -103,15 +103,15 @@ impl Server {
             .unwrap()
     }
 
-    async fn intake(&self) -> IntakeClient<Channel> {
+    pub(super) async fn intake(&self) -> IntakeClient<Channel> {
         IntakeClient::new(self.channel().await)
     }
 
-    async fn dispatch(&self) -> DispatchClient<Channel> {
+    pub(super) async fn dispatch(&self) -> DispatchClient<Channel> {
         DispatchClient::new(self.channel().await)
     }
 
-    async fn tickets(&self) -> TicketsClient<Channel> {
+    pub(super) async fn tickets(&self) -> TicketsClient<Channel> {
         TicketsClient::new(self.channel().await)
     }
 
@@ -119,7 +119,7 @@ impl Server {
         RulesClient::new(self.channel().await)
     }
 
-    async fn audit(&self, q: pb::AuditQueryRequest) -> Vec<pb::AuditRecord> {
+    pub(super) async fn audit(&self, q: pb::AuditQueryRequest) -> Vec<pb::AuditRecord> {
         let mut stream = AuditClient::new(self.channel().await)
             .query(q)
             .await
@@ -132,7 +132,7 @@ impl Server {
         out
     }
 
-    async fn verify(&self) -> pb::VerifyResponse {
+    pub(super) async fn verify(&self) -> pb::VerifyResponse {
         AuditClient::new(self.channel().await)
             .verify(pb::VerifyRequest {})
             .await
@@ -146,7 +146,7 @@ impl Server {
         assert_eq!(r, 0, "kill({signal})");
     }
 
-    fn kill(&mut self) {
+    pub(super) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -184,7 +184,7 @@ pub(super) fn mini() -> PathBuf {
 }
 
 /// The next delivery of a subscription, failing after 10 s.
-async fn next(stream: &mut tonic::Streaming<pb::Delivery>) -> pb::Ticket {
+pub(super) async fn next(stream: &mut tonic::Streaming<pb::Delivery>) -> pb::Ticket {
     tokio::time::timeout(Duration::from_secs(10), stream.message())
         .await
         .expect("a delivery within 10 s")
@@ -195,13 +195,17 @@ async fn next(stream: &mut tonic::Streaming<pb::Delivery>) -> pb::Ticket {
 }
 
 /// Asserts nothing is delivered within `wait`.
-async fn nothing(stream: &mut tonic::Streaming<pb::Delivery>, wait: Duration) {
+pub(super) async fn nothing(stream: &mut tonic::Streaming<pb::Delivery>, wait: Duration) {
     if let Ok(got) = tokio::time::timeout(wait, stream.message()).await {
         panic!("expected no delivery, got {got:?}");
     }
 }
 
-async fn subscribe(s: &Server, queue: &str, lease_seconds: u32) -> tonic::Streaming<pb::Delivery> {
+pub(super) async fn subscribe(
+    s: &Server,
+    queue: &str,
+    lease_seconds: u32,
+) -> tonic::Streaming<pb::Delivery> {
     s.dispatch()
         .await
         .subscribe(pb::SubscribeRequest {
@@ -214,47 +218,51 @@ async fn subscribe(s: &Server, queue: &str, lease_seconds: u32) -> tonic::Stream
         .into_inner()
 }
 
+/// A call for each destination, with the queue it must reach: (call id,
+/// hotline, text, location, queue).
+pub(super) const EVERY_DESTINATION: [(&str, pb::Hotline, &str, &str, &str); 5] = [
+    (
+        "p-1",
+        pb::Hotline::Hotline12345,
+        "有人拿刀",
+        "",
+        "dispatch.police",
+    ),
+    (
+        "c-1",
+        pb::Hotline::Hotline110,
+        "我要起诉他",
+        "",
+        "court.shared",
+    ),
+    (
+        "t-1",
+        pb::Hotline::Hotline110,
+        "楼上现在在吵架",
+        "桐乡市乌镇镇石佛南路",
+        "township.330483100",
+    ),
+    (
+        "t-2",
+        pb::Hotline::App,
+        "楼上现在在吵架",
+        "",
+        "township.unassigned",
+    ),
+    (
+        "h-1",
+        pb::Hotline::Hotline12345,
+        "社保怎么交",
+        "",
+        "workorder.12345",
+    ),
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_of_every_destination_reach_their_queues() {
     let s = Server::start(&mini());
     let mut intake = s.intake().await;
-    let cases = [
-        (
-            "p-1",
-            pb::Hotline::Hotline12345,
-            "有人拿刀",
-            "",
-            "dispatch.police",
-        ),
-        (
-            "c-1",
-            pb::Hotline::Hotline110,
-            "我要起诉他",
-            "",
-            "court.shared",
-        ),
-        (
-            "t-1",
-            pb::Hotline::Hotline110,
-            "楼上现在在吵架",
-            "桐乡市乌镇镇石佛南路",
-            "township.330483100",
-        ),
-        (
-            "t-2",
-            pb::Hotline::App,
-            "楼上现在在吵架",
-            "",
-            "township.unassigned",
-        ),
-        (
-            "h-1",
-            pb::Hotline::Hotline12345,
-            "社保怎么交",
-            "",
-            "workorder.12345",
-        ),
-    ];
+    let cases = EVERY_DESTINATION;
     let mut ids = Vec::new();
     for (id, hotline, text, location, queue) in cases {
         let r = intake
@@ -968,14 +976,19 @@ async fn a_full_store_refuses_calls_as_unavailable() {
 async fn killed_mid_load_loses_no_answered_call() {
     let tmp = tempfile::tempdir().unwrap();
     copy_dir(&root().join("rules"), &tmp.path().join("rules"));
-    kill_and_restart(tmp.path()).await;
+    kill_and_restart(tmp.path(), false).await;
 }
 
 /// Submits calls from 16 tasks, kills the server with SIGKILL in the
 /// middle, restarts it on the same store (the configuration in `dir`)
 /// and checks that every answered call is there exactly once and is
 /// delivered.
-pub(super) async fn kill_and_restart(dir: &Path) {
+/// Kills a server in `dir` in the middle of a load and starts it again:
+/// every answered call is there once and is delivered. With
+/// `deliver_first`, the answered calls are taken from their queues before
+/// the operator system retries them (so they must have been queued
+/// already); otherwise the retries come first.
+pub(super) async fn kill_and_restart(dir: &Path, deliver_first: bool) {
     let mut s = Server::start_in(dir);
     let channel = s.channel().await;
     let texts = [
@@ -1027,10 +1040,26 @@ pub(super) async fn kill_and_restart(dir: &Path) {
     }
 
     let s = Server::start_in(dir);
-    let mut intake = s.intake().await;
     let mut by_queue: std::collections::BTreeMap<String, std::collections::BTreeSet<u64>> =
         Default::default();
-    for (id, hotline, text, ticket, queue) in &answered {
+    for (_, _, _, ticket, queue) in &answered {
+        by_queue.entry(queue.clone()).or_default().insert(*ticket);
+    }
+    let deliver =
+        async |by_queue: std::collections::BTreeMap<String, std::collections::BTreeSet<u64>>| {
+            for (queue, mut expected) in by_queue {
+                let mut sub = subscribe(&s, &queue, 0).await;
+                while !expected.is_empty() {
+                    let t = next(&mut sub).await;
+                    expected.remove(&t.id);
+                }
+            }
+        };
+    if deliver_first {
+        deliver(by_queue.clone()).await;
+    }
+    let mut intake = s.intake().await;
+    for (id, hotline, text, ticket, _) in &answered {
         let again = intake
             .submit_call(call(id, *hotline, text))
             .await
@@ -1038,13 +1067,8 @@ pub(super) async fn kill_and_restart(dir: &Path) {
             .into_inner();
         assert!(again.duplicate, "{id} was answered, so it is there");
         assert_eq!(again.ticket_id, *ticket, "{id} is there exactly once");
-        by_queue.entry(queue.clone()).or_default().insert(*ticket);
     }
-    for (queue, mut expected) in by_queue {
-        let mut sub = subscribe(&s, &queue, 60).await;
-        while !expected.is_empty() {
-            let t = next(&mut sub).await;
-            expected.remove(&t.id);
-        }
+    if !deliver_first {
+        deliver(by_queue).await;
     }
 }

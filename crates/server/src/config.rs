@@ -17,6 +17,9 @@ pub struct Config {
     pub rules: RulesConfig,
     /// `[store]`: the ticket store.
     pub store: StoreConfig,
+    /// `[queue]`: who delivers the tickets: the store itself, or NATS
+    /// JetStream.
+    pub queue: QueueConfig,
     /// `[metrics]`: the Prometheus endpoint.
     pub metrics: MetricsConfig,
     /// `[tls]`: TLS on the gRPC port, and mutual TLS when `client_ca` is set.
@@ -155,6 +158,58 @@ pub struct StoreConfig {
     /// A cap on the size of the ticket database in bytes, 0 for none (0).
     /// Past it, calls are refused with UNAVAILABLE as on a full disk.
     pub max_bytes: u64,
+}
+
+/// `[queue]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// Who delivers tickets to consumers: `store` (the ticket store's own
+    /// queues, the default) or `nats` (NATS JetStream, shared by several
+    /// nodes; needs `store.backend = "postgres"`).
+    pub backend: QueueBackend,
+    /// The NATS server, with `backend = "nats"` (`nats://127.0.0.1:4222`).
+    pub nats_url: String,
+    /// The JetStream stream of the ticket queues, created if missing
+    /// (`MINSHENG_TICKETS`).
+    pub stream: String,
+    /// The subjects' prefix: queue `police` is `<prefix>.police`
+    /// (`minsheng.tickets`).
+    pub subject_prefix: String,
+    /// Deliveries of a ticket without an ack before it moves to the
+    /// `dead_letter` queue (5).
+    pub max_deliver: u32,
+    /// How long JetStream remembers a message id, so that a retried
+    /// publish is not a second message, in seconds (120).
+    pub duplicate_window_seconds: u32,
+    /// How long intake waits for JetStream to store a ticket before it
+    /// answers UNAVAILABLE, in milliseconds (2000).
+    pub publish_timeout_ms: u64,
+}
+
+/// Who delivers the tickets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueBackend {
+    /// The ticket store's own queues (leases in SQLite or PostgreSQL).
+    #[default]
+    Store,
+    /// NATS JetStream.
+    Nats,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            backend: QueueBackend::Store,
+            nats_url: "nats://127.0.0.1:4222".into(),
+            stream: "MINSHENG_TICKETS".into(),
+            subject_prefix: "minsheng.tickets".into(),
+            max_deliver: 5,
+            duplicate_window_seconds: 120,
+            publish_timeout_ms: 2000,
+        }
+    }
 }
 
 /// `[metrics]`.
@@ -341,6 +396,49 @@ impl Config {
                 "store.backend = \"postgres\" needs store.postgres_url".into(),
             ));
         }
+        let q = &config.queue;
+        if q.backend == QueueBackend::Nats {
+            let at = |key: &str| {
+                text.find("[queue]")
+                    .and_then(|o| text[o..].find(key).map(|k| o + k))
+                    .unwrap_or(0)
+            };
+            if config.store.backend != Backend::Postgres {
+                return Err(invalid(
+                    at("backend"),
+                    "queue.backend = \"nats\" needs store.backend = \"postgres\": the nodes that share the queues must share the tickets".into(),
+                ));
+            }
+            if q.max_deliver == 0 || q.duplicate_window_seconds == 0 || q.publish_timeout_ms == 0 {
+                return Err(invalid(
+                    at("["),
+                    "queue.max_deliver, queue.duplicate_window_seconds and queue.publish_timeout_ms must be at least 1".into(),
+                ));
+            }
+            let token = |s: &str| {
+                !s.is_empty()
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            };
+            if !token(&q.stream) {
+                return Err(invalid(
+                    at("stream"),
+                    format!(
+                        "queue.stream: {:?} is not a stream name (letters, digits, _ and -)",
+                        q.stream
+                    ),
+                ));
+            }
+            if q.subject_prefix.is_empty() || q.subject_prefix.split('.').any(|t| !token(t)) {
+                return Err(invalid(
+                    at("subject_prefix"),
+                    format!(
+                        "queue.subject_prefix: {:?} is not a subject (dot-separated letters, digits, _ and -)",
+                        q.subject_prefix
+                    ),
+                ));
+            }
+        }
         if config.store.lease_seconds == 0 || config.store.max_batch == 0 {
             let key = if config.store.lease_seconds == 0 {
                 "lease_seconds"
@@ -362,6 +460,32 @@ fn nth_offset(text: &str, needle: &str, n: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nats_queues_need_the_shared_store_and_sound_names() {
+        let err = Config::parse("m.toml", "[queue]\nbackend = \"nats\"\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("m.toml:2:1: queue.backend = \"nats\" needs store.backend"),
+            "{err}"
+        );
+        let pg = "[store]\nbackend = \"postgres\"\npostgres_url = \"host=x\"\n[queue]\nbackend = \"nats\"\n";
+        let c = Config::parse("m.toml", pg).unwrap();
+        assert_eq!(
+            (c.queue.backend, c.queue.max_deliver),
+            (QueueBackend::Nats, 5)
+        );
+        let err = Config::parse("m.toml", &format!("{pg}subject_prefix = \"a..b\"\n")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("m.toml:6:1: queue.subject_prefix"),
+            "{err}"
+        );
+        let err = Config::parse("m.toml", &format!("{pg}max_deliver = 0\n")).unwrap_err();
+        assert!(err.to_string().contains("queue.max_deliver"), "{err}");
+        let err = Config::parse("m.toml", "[queue]\nbackend = \"kafka\"\n").unwrap_err();
+        assert!(err.to_string().starts_with("m.toml:2:11:"), "{err}");
+    }
 
     #[test]
     fn an_empty_file_is_the_defaults() {

@@ -17,6 +17,7 @@
 mod auth;
 pub mod config;
 mod convert;
+mod jet;
 mod rules;
 mod service;
 mod tls;
@@ -71,6 +72,9 @@ pub enum ServeError {
     /// that cannot be read, a certificate file missing).
     #[error("{0}")]
     Security(String),
+    /// The ticket queues (NATS JetStream) could not be reached or set up.
+    #[error("{0}")]
+    Queue(String),
     /// The server's task ended abnormally.
     #[error("the server stopped abnormally: {0}")]
     Stopped(String),
@@ -250,6 +254,19 @@ pub async fn start(config: &Config, source: RuleSource) -> Result<Running, Serve
     let (store, reader) = tokio::task::block_in_place(|| open_store(config))?;
     let (writer, writer_thread) = Writer::start(store, config.store.max_batch);
     let (stop_tx, stop_rx) = watch::channel(false);
+    let lease = Duration::from_secs(u64::from(config.store.lease_seconds));
+    let jet = match config.queue.backend {
+        config::QueueBackend::Store => None,
+        config::QueueBackend::Nats => {
+            let jet = jet::Jet::connect(&config.queue, lease, writer.clone())
+                .await
+                .map_err(|e| ServeError::Queue(e.to_string()))?;
+            let jet = Arc::new(jet);
+            jet::sweep(jet.clone(), writer.clone(), stop_rx.clone());
+            tracing::info!(nats = %config.queue.nats_url, stream = %config.queue.stream, "ticket queues on NATS JetStream");
+            Some(jet)
+        }
+    };
 
     let metrics_addr = if config.metrics.enabled {
         let listener = bind(config.metrics.listen).await?;
@@ -280,6 +297,7 @@ pub async fn start(config: &Config, source: RuleSource) -> Result<Running, Serve
         max_message_bytes: config.server.max_message_bytes,
         max_text_bytes: config.server.max_text_bytes,
         lease_ms: i64::from(config.store.lease_seconds) * 1000,
+        jet,
         reader,
         stopping: stop_rx.clone(),
         guard: guard.clone(),

@@ -25,6 +25,9 @@ pub struct Shared {
     pub max_message_bytes: usize,
     pub max_text_bytes: usize,
     pub lease_ms: i64,
+    /// The ticket queues on NATS JetStream, when they are there rather
+    /// than in the store.
+    pub jet: Option<Arc<crate::jet::Jet>>,
     /// The ticket database, opened again read-only for audit queries so
     /// that they never hold up the store's thread.
     pub reader: crate::Reader,
@@ -42,6 +45,10 @@ fn status(e: WriteError) -> Status {
             Status::unavailable(format!("{e}; the call was not accepted"))
         }
     }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Status {
+    Status::unavailable(format!("{e}; the call was not accepted"))
 }
 
 fn ticket_id(id: u64) -> Result<i64, Status> {
@@ -117,6 +124,18 @@ impl Shared {
         Ok(pass)
     }
 
+    /// With JetStream queues, what acknowledges the message a ticket was
+    /// last delivered through.
+    async fn lease_token(&self, id: i64) -> Result<Option<String>, Status> {
+        if self.jet.is_none() {
+            return Ok(None);
+        }
+        self.writer
+            .with(move |s| s.lease_token(id))
+            .await
+            .map_err(status)
+    }
+
     /// Checks that an admitted caller may also do `need`.
     async fn may(&self, pass: &Pass, need: Need<'_>, method: &str) -> Result<(), Status> {
         match pass.may(need) {
@@ -158,7 +177,37 @@ impl Shared {
             },
             actor: pass.actor(&format!("intake:{hotline}")),
         };
+        if let Some(jet) = &self.jet {
+            jet.check_up().map_err(unavailable)?;
+        }
+        let (queue, message_id) = (
+            ticket.queue.clone(),
+            format!("{}:{}", ticket.hotline, ticket.call_id),
+        );
         let (id, created) = self.writer.submit(ticket).await.map_err(status)?;
+        if let Some(jet) = &self.jet {
+            // Answered only once JetStream holds it too. A retry of a call
+            // whose publish failed publishes it now.
+            let out = if created {
+                Some(minsheng_store::Outgoing {
+                    id,
+                    queue,
+                    message_id,
+                    published: false,
+                    open: true,
+                })
+            } else {
+                let out = self
+                    .writer
+                    .with(move |s| s.outgoing(id))
+                    .await
+                    .map_err(status)?;
+                (out.open && !out.published).then_some(out)
+            };
+            if let Some(out) = out {
+                jet.publish(&out).await.map_err(unavailable)?;
+            }
+        }
         let decision = if created {
             metrics::counter!(
                 "minsheng_calls_total",
@@ -320,7 +369,8 @@ impl pb::dispatch_server::Dispatch for Dispatch {
         let mut req = request.into_inner();
         name("consumer", &req.consumer)?;
         req.consumer = pass.actor(&req.consumer);
-        if !s.rules.current().queues.contains(&req.queue) {
+        let dead_letter = s.jet.is_some() && req.queue == crate::jet::DEAD_LETTER;
+        if !s.rules.current().queues.contains(&req.queue) && !dead_letter {
             return Err(Status::not_found(format!(
                 "queue: no queue {:?} (a destination's queue, township.<code> or township.unassigned)",
                 req.queue
@@ -328,9 +378,23 @@ impl pb::dispatch_server::Dispatch for Dispatch {
         }
         let lease_ms = match req.lease_seconds {
             0 => s.lease_ms,
+            n if s.jet.is_some() && i64::from(n) * 1000 != s.lease_ms => {
+                return Err(Status::invalid_argument(format!(
+                    "lease_seconds: on NATS JetStream the lease is the queue's ack-wait, store.lease_seconds = {}; leave it 0",
+                    s.lease_ms / 1000
+                )));
+            }
             n => i64::from(n) * 1000,
         };
         tracing::info!(queue = %req.queue, consumer = %req.consumer, "consumer subscribed");
+        if let Some(jet) = s.jet.clone() {
+            return Ok(Response::new(deliver_from_jetstream(
+                s,
+                jet,
+                req,
+                subscription,
+            )));
+        }
         // Capacity 1, and a ticket is leased only once there is room for
         // it: a slow consumer holds back its own deliveries, nothing else.
         let (tx, rx) = mpsc::channel(1);
@@ -350,17 +414,7 @@ impl pb::dispatch_server::Dispatch for Dispatch {
                 tokio::pin!(notified);
                 notified.as_mut().enable();
                 match s.writer.lease(&req.queue, &req.consumer, lease_ms).await {
-                    Ok(Some(t)) => {
-                        if t.deliveries > 1 {
-                            metrics::counter!("minsheng_redeliveries_total", "queue" => req.queue.clone())
-                                .increment(1);
-                        }
-                        let lease_until = t.lease_until.map(convert::timestamp);
-                        permit.send(Ok(pb::Delivery {
-                            ticket: Some(convert::ticket(&t, Number::Whole)),
-                            lease_until,
-                        }));
-                    }
+                    Ok(Some(t)) => permit.send(Ok(delivery(&req.queue, &t))),
                     Ok(None) => {
                         drop(permit);
                         tokio::select! {
@@ -391,11 +445,20 @@ impl pb::dispatch_server::Dispatch for Dispatch {
             .await?;
         let r = request.into_inner();
         name("consumer", &r.consumer)?;
+        let id = ticket_id(r.ticket_id)?;
+        let token = self.0.lease_token(id).await?;
         self.0
             .writer
-            .ack(ticket_id(r.ticket_id)?, &pass.actor(&r.consumer))
+            .ack(id, &pass.actor(&r.consumer))
             .await
             .map_err(status)?;
+        if let (Some(jet), Some(token)) = (&self.0.jet, token) {
+            // Recorded; if JetStream does not hear of it, the message comes
+            // back after ack-wait and is found acknowledged.
+            if let Err(e) = jet.ack(&token).await {
+                tracing::warn!(ticket = id, error = %e, "ack not passed to JetStream");
+            }
+        }
         Ok(Response::new(pb::AckResponse {}))
     }
 
@@ -409,11 +472,20 @@ impl pb::dispatch_server::Dispatch for Dispatch {
             .await?;
         let r = request.into_inner();
         name("consumer", &r.consumer)?;
+        let id = ticket_id(r.ticket_id)?;
+        let token = self.0.lease_token(id).await?;
         self.0
             .writer
-            .nack(ticket_id(r.ticket_id)?, &pass.actor(&r.consumer), &r.reason)
+            .nack(id, &pass.actor(&r.consumer), &r.reason)
             .await
             .map_err(status)?;
+        if let (Some(jet), Some(token)) = (&self.0.jet, token) {
+            // Recorded; if JetStream does not hear of it, the message comes
+            // back after ack-wait all the same.
+            if let Err(e) = jet.nak(&token).await {
+                tracing::warn!(ticket = id, error = %e, "nack not passed to JetStream");
+            }
+        }
         Ok(Response::new(pb::NackResponse {}))
     }
 
@@ -467,12 +539,110 @@ impl pb::dispatch_server::Dispatch for Dispatch {
             actor: r.actor,
         };
         tracing::info!(ticket = id, queue = %to.queue, actor = %to.actor, "ticket rerouted");
+        let token = self.0.lease_token(id).await?;
         self.0.writer.reroute(id, to).await.map_err(status)?;
+        if let Some(jet) = &self.0.jet {
+            // The move is recorded; if this publish fails the sweep makes it.
+            match self.0.writer.with(move |s| s.outgoing(id)).await {
+                Ok(out) => {
+                    if let Err(e) = jet.publish(&out).await {
+                        tracing::warn!(ticket = id, error = %e, "rerouted ticket not yet published");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(ticket = id, error = %e, "rerouted ticket not yet published")
+                }
+            }
+            // The message it was leased through is done with.
+            if let Some(token) = token
+                && let Err(e) = jet.ack(&token).await
+            {
+                tracing::debug!(ticket = id, error = %e, "old message of a rerouted ticket");
+            }
+        }
         let (t, _) = self.0.writer.get(id).await.map_err(status)?;
         Ok(Response::new(pb::RerouteResponse {
             ticket: Some(convert::ticket(&t, Number::Masked)),
         }))
     }
+}
+
+/// A leased ticket as its consumer receives it (the number whole: the
+/// delivered record says who saw it); a redelivery is counted.
+fn delivery(queue: &str, t: &minsheng_store::Ticket) -> pb::Delivery {
+    if t.deliveries > 1 {
+        metrics::counter!("minsheng_redeliveries_total", "queue" => queue.to_owned()).increment(1);
+    }
+    pb::Delivery {
+        ticket: Some(convert::ticket(t, Number::Whole)),
+        lease_until: t.lease_until.map(convert::timestamp),
+    }
+}
+
+/// How long one fetch from JetStream waits for a message.
+const FETCH_WAIT: Duration = Duration::from_secs(1);
+/// How long a subscription waits before trying NATS again.
+const RETRY_AFTER: Duration = Duration::from_millis(500);
+
+/// A subscription on JetStream: each message fetched only once the
+/// consumer's stream has room for it, leased in the store, then sent.
+/// While NATS is down the subscription waits and tries again.
+fn deliver_from_jetstream(
+    s: Shared,
+    jet: Arc<crate::jet::Jet>,
+    req: pb::SubscribeRequest,
+    subscription: Option<tokio::sync::OwnedSemaphorePermit>,
+) -> BoxStream<pb::Delivery> {
+    let (tx, rx) = mpsc::channel(1);
+    let mut stopping = s.stopping.clone();
+    tokio::spawn(async move {
+        let _subscription = subscription;
+        let mut warned = false;
+        loop {
+            if *stopping.borrow() {
+                break;
+            }
+            let permit = tokio::select! {
+                p = tx.reserve() => match p { Ok(p) => p, Err(_) => break },
+                _ = stopping.changed() => break,
+            };
+            let next = tokio::select! {
+                n = jet.next(&req.queue, FETCH_WAIT) => n,
+                _ = tx.closed() => break,
+                _ = stopping.changed() => break,
+            };
+            let taken = match next {
+                Ok(None) => continue,
+                Ok(Some(incoming)) => {
+                    jet.take(&s.writer, &req.queue, &req.consumer, incoming)
+                        .await
+                }
+                Err(e) => Err(e.into()),
+            };
+            match taken {
+                Ok(Some(t)) => {
+                    warned = false;
+                    permit.send(Ok(delivery(&req.queue, &t)));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // The message, if any, comes back after ack-wait.
+                    if !warned {
+                        tracing::warn!(queue = %req.queue, error = %e, "delivery paused");
+                        warned = true;
+                    }
+                    drop(permit);
+                    tokio::select! {
+                        _ = tokio::time::sleep(RETRY_AFTER) => {}
+                        _ = tx.closed() => break,
+                        _ = stopping.changed() => break,
+                    }
+                }
+            }
+        }
+        tracing::info!(queue = %req.queue, consumer = %req.consumer, "subscription ended");
+    });
+    Box::pin(ReceiverStream::new(rx))
 }
 
 /// `minsheng.v1.Tickets`.

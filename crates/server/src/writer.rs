@@ -48,6 +48,9 @@ pub struct RerouteTo {
     pub actor: String,
 }
 
+/// Work for the store's thread that has no operation of its own.
+type StoreJob = Box<dyn FnOnce(&dyn TicketStore) + Send>;
+
 enum Op {
     Submit(Box<NewTicket>, Reply<(i64, bool)>),
     Lease {
@@ -62,6 +65,8 @@ enum Op {
     Get(i64, Reply<(Ticket, Vec<HistoryEntry>)>),
     Stats(Reply<Vec<QueueStats>>),
     Event(Box<Event>, Reply<i64>),
+    /// Anything else the store does, run on its thread.
+    With(StoreJob),
 }
 
 /// An audit record of an event that is not a ticket's.
@@ -183,6 +188,20 @@ impl Writer {
         self.call(|r| Op::Event(Box::new(event), r)).await
     }
 
+    /// Runs `f` on the store's thread: for what a store does that has no
+    /// operation of its own here.
+    pub async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn TicketStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, WriteError> {
+        self.call(move |reply: Reply<T>| {
+            Op::With(Box::new(move |store| {
+                let _ = reply.send(f(store).map_err(Into::into));
+            }))
+        })
+        .await
+    }
+
     /// The open tickets of every queue.
     pub async fn stats(&self) -> Result<Vec<QueueStats>, WriteError> {
         self.call(Op::Stats).await
@@ -288,6 +307,7 @@ fn run(store: Box<dyn TicketStore>, mut rx: mpsc::Receiver<Op>, max_batch: usize
                 );
                 let _ = reply.send(r.map_err(Into::into));
             }
+            Op::With(f) => f(&*store),
             Op::Stats(reply) => {
                 let _ = reply.send(store.open_queues().map_err(Into::into));
             }

@@ -503,7 +503,7 @@ fn an_outside_queue_delivers_through_postgres_leases() {
         ),
         ("police", "110:c1", false, true)
     );
-    assert_eq!(s.unpublished(11, 10).unwrap(), [out.clone()]);
+    assert_eq!(s.unpublished(11, 10).unwrap(), std::slice::from_ref(&out));
     assert!(
         s.unpublished(10, 10).unwrap().is_empty(),
         "only older than `before`"

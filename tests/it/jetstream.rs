@@ -1,0 +1,529 @@
+//! Nodes whose ticket queues are on NATS JetStream and whose records are
+//! in PostgreSQL. NATS at 127.0.0.1:4222 (with JetStream) and PostgreSQL
+//! at 127.0.0.1:5432 are started by `.ci/run`; elsewhere these tests say
+//! loudly that they skip. Each test has a stream and subjects of its own,
+//! deleted at its end; the NATS restart test runs a NATS server of its own.
+
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use minsheng_proto::v1 as pb;
+use pb::intake_client::IntakeClient;
+use tonic::Code;
+
+use super::distributed::{Schema, channel, database, new_schema, spread_calls, url};
+use super::server::{
+    EVERY_DESTINATION, Server, call, copy_dir, kill_and_restart, mini, next, nothing, subscribe,
+};
+
+const NATS: &str = "nats://127.0.0.1:4222";
+
+fn nats_url() -> String {
+    std::env::var("MINSHENG_TEST_NATS").unwrap_or_else(|_| NATS.to_owned())
+}
+
+/// Whether NATS and PostgreSQL are there; when one is not, CI fails and
+/// elsewhere the test says loudly that it skips.
+async fn services() -> bool {
+    if !database() {
+        return false;
+    }
+    let url = nats_url();
+    match async_nats::connect(url.as_str()).await {
+        Ok(_) => true,
+        Err(e) if std::env::var_os("CI").is_some() => {
+            panic!("NATS at {url} is not reachable in CI: {e}")
+        }
+        Err(e) => {
+            eprintln!(
+                "\n*** NATS at {url} is not reachable ({e}): SKIPPING the JetStream tests; start it with: start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server ***\n"
+            );
+            false
+        }
+    }
+}
+
+/// A test's own stream and subjects, and its PostgreSQL schema; the
+/// stream is deleted at the end.
+struct Queues {
+    nats: String,
+    stream: String,
+    prefix: String,
+    schema: Schema,
+}
+
+impl Queues {
+    fn new(what: &str, nats: &str) -> Queues {
+        let schema = new_schema(&format!("js_{what}"));
+        let tag = schema.0.trim_start_matches("it_").to_owned();
+        Queues {
+            nats: nats.to_owned(),
+            stream: format!("IT_{tag}"),
+            prefix: format!("it.{tag}.tickets"),
+            schema,
+        }
+    }
+
+    /// A node's directory: rules copied from `rules`, `extra` appended to
+    /// its `[queue]` section.
+    fn node_dir(&self, rules: &Path, lease_seconds: u32, extra: &str) -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        copy_dir(rules, &tmp.path().join("rules"));
+        std::fs::write(
+            tmp.path().join("minsheng.toml"),
+            format!(
+                "[store]\nbackend = \"postgres\"\npostgres_url = \"{}\"\npostgres_schema = \"{}\"\nlease_seconds = {lease_seconds}\n\
+                 [queue]\nbackend = \"nats\"\nnats_url = \"{}\"\nstream = \"{}\"\nsubject_prefix = \"{}\"\n{extra}",
+                url(),
+                self.schema.0,
+                self.nats,
+                self.stream,
+                self.prefix
+            ),
+        )
+        .unwrap();
+        tmp
+    }
+
+    fn node(&self, lease_seconds: u32, extra: &str) -> (tempfile::TempDir, Server) {
+        let dir = self.node_dir(&mini(), lease_seconds, extra);
+        let s = Server::start_in(dir.path());
+        (dir, s)
+    }
+}
+
+impl Drop for Queues {
+    fn drop(&mut self) {
+        let (nats, stream) = (self.nats.clone(), self.stream.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok(c) = async_nats::connect(nats.as_str()).await {
+                    let _ = async_nats::jetstream::new(c).delete_stream(&stream).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+async fn ack(s: &Server, id: u64) {
+    s.dispatch()
+        .await
+        .ack(pb::AckRequest {
+            ticket_id: id,
+            consumer: "desk".into(),
+        })
+        .await
+        .unwrap();
+}
+
+async fn history(s: &Server, id: u64) -> Vec<String> {
+    s.tickets()
+        .await
+        .get(pb::GetTicketRequest { ticket_id: id })
+        .await
+        .unwrap()
+        .into_inner()
+        .history
+        .into_iter()
+        .map(|h| h.event)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_of_every_queue_go_through_jetstream_once() {
+    if !services().await {
+        return;
+    }
+    let q = Queues::new("queues", &nats_url());
+    let (_dir, s) = q.node(30, "");
+    let mut intake = s.intake().await;
+    for (id, hotline, text, location, queue) in EVERY_DESTINATION {
+        let mut c = call(id, hotline, text);
+        c.location = location.into();
+        let r = intake.submit_call(c.clone()).await.unwrap().into_inner();
+        assert_eq!(r.decision.as_ref().unwrap().queue, queue);
+        // The operator system retries: the same ticket, and no second
+        // message (a second delivery would show below).
+        let again = intake.submit_call(c).await.unwrap().into_inner();
+        assert!(again.duplicate);
+        assert_eq!(again.ticket_id, r.ticket_id);
+        let mut sub = subscribe(&s, queue, 0).await;
+        let t = next(&mut sub).await;
+        assert_eq!((t.id, t.deliveries), (r.ticket_id, 1));
+        ack(&s, t.id).await;
+        nothing(&mut sub, Duration::from_millis(1500)).await;
+        assert_eq!(history(&s, t.id).await, ["received", "delivered", "acked"]);
+    }
+    // A queue that does not exist, and a lease JetStream cannot give.
+    let err = s
+        .dispatch()
+        .await
+        .subscribe(pb::SubscribeRequest {
+            queue: "nowhere".into(),
+            consumer: "desk".into(),
+            lease_seconds: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = s
+        .dispatch()
+        .await
+        .subscribe(pb::SubscribeRequest {
+            queue: "dispatch.police".into(),
+            consumer: "desk".into(),
+            lease_seconds: 5,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("lease_seconds"), "{err:?}");
+    assert!(s.verify().await.intact);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nack_reroute_and_the_dead_letter_queue() {
+    if !services().await {
+        return;
+    }
+    let q = Queues::new("dead", &nats_url());
+    let (_dir, s) = q.node(30, "max_deliver = 2\n");
+    let mut intake = s.intake().await;
+    let id = intake
+        .submit_call(call("n-1", pb::Hotline::Hotline110, "有人拿刀"))
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket_id;
+    let mut dispatch = s.dispatch().await;
+    let mut sub = subscribe(&s, "dispatch.police", 0).await;
+    for delivery in 1..=2 {
+        let t = next(&mut sub).await;
+        assert_eq!((t.id, t.deliveries), (id, delivery));
+        dispatch
+            .nack(pb::NackRequest {
+                ticket_id: id,
+                consumer: "desk".into(),
+                reason: "busy".into(),
+            })
+            .await
+            .unwrap();
+    }
+    // A third delivery would pass max_deliver: the ticket goes to the
+    // dead-letter queue instead, and a person can take it from there.
+    nothing(&mut sub, Duration::from_millis(1500)).await;
+    let mut dead = subscribe(&s, "dead_letter", 0).await;
+    let t = next(&mut dead).await;
+    assert_eq!((t.id, t.queue.as_str()), (id, "dead_letter"));
+    let h = history(&s, id).await;
+    assert_eq!(
+        h,
+        [
+            "received",
+            "delivered",
+            "nacked",
+            "delivered",
+            "nacked",
+            "rerouted",
+            "delivered"
+        ]
+    );
+
+    // A person moves it on: it arrives on the new queue, once.
+    dispatch
+        .reroute(pb::RerouteRequest {
+            ticket_id: id,
+            destination: "hotline_12345".into(),
+            township_code: String::new(),
+            reason: "a noise complaint after all".into(),
+            actor: "operator-7".into(),
+        })
+        .await
+        .unwrap();
+    let mut moved = subscribe(&s, "workorder.12345", 0).await;
+    let t = next(&mut moved).await;
+    assert_eq!((t.id, t.queue.as_str()), (id, "workorder.12345"));
+    ack(&s, id).await;
+    nothing(&mut moved, Duration::from_millis(1500)).await;
+    nothing(&mut dead, Duration::from_millis(100)).await;
+    assert!(s.verify().await.intact);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_dies_holding_tickets_gets_them_redelivered_after_ack_wait() {
+    if !services().await {
+        return;
+    }
+    let q = Queues::new("ackwait", &nats_url());
+    let (_dir, s) = q.node(2, "");
+    let mut intake = s.intake().await;
+    let mut ids = BTreeSet::new();
+    for i in 0..3 {
+        let r = intake
+            .submit_call(call(&format!("w-{i}"), pb::Hotline::Hotline110, "有人拿刀"))
+            .await
+            .unwrap()
+            .into_inner();
+        ids.insert(r.ticket_id);
+    }
+    // A consumer takes them all, and dies without an ack.
+    let mut sub = subscribe(&s, "dispatch.police", 0).await;
+    let mut held = BTreeSet::new();
+    for _ in 0..3 {
+        held.insert(next(&mut sub).await.id);
+    }
+    assert_eq!(held, ids);
+    drop(sub);
+    let died = Instant::now();
+    let mut again = subscribe(&s, "dispatch.police", 0).await;
+    let mut back = BTreeSet::new();
+    for _ in 0..3 {
+        let t = next(&mut again).await;
+        assert_eq!(t.deliveries, 2, "ticket {} is a redelivery", t.id);
+        back.insert(t.id);
+        ack(&s, t.id).await;
+    }
+    assert_eq!(back, ids);
+    assert!(
+        died.elapsed() >= Duration::from_millis(1500),
+        "redelivered only once the ack-wait of 2 s had passed"
+    );
+    for id in ids {
+        assert_eq!(
+            history(&s, id).await,
+            ["received", "delivered", "expired", "delivered", "acked"]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_the_jetstream_queues_and_one_chain() {
+    if !services().await {
+        return;
+    }
+    let q = Queues::new("nodes", &nats_url());
+    let (_a_dir, a) = q.node(30, "");
+    let (_b_dir, b) = q.node(30, "");
+    let nodes = [
+        IntakeClient::new(channel(&a).await),
+        IntakeClient::new(channel(&b).await),
+    ];
+    // Retried on the other node: one ticket, one message.
+    let tickets = spread_calls(&nodes, 30).await;
+    // Consumers on both nodes share the queue: every ticket once.
+    let mut subs = [
+        subscribe(&a, "dispatch.police", 0).await,
+        subscribe(&b, "dispatch.police", 0).await,
+    ];
+    let mut seen = BTreeSet::new();
+    let until = Instant::now() + Duration::from_secs(20);
+    while seen.len() < tickets.len() {
+        assert!(
+            Instant::now() < until,
+            "only {} of 30 tickets in 20 s",
+            seen.len()
+        );
+        for (n, sub) in subs.iter_mut().enumerate() {
+            if let Ok(d) = tokio::time::timeout(Duration::from_millis(200), sub.message()).await {
+                let t = d.unwrap().unwrap().ticket.unwrap();
+                assert!(seen.insert(t.id), "ticket {} delivered twice", t.id);
+                ack(if n == 0 { &a } else { &b }, t.id).await;
+            }
+        }
+    }
+    assert_eq!(seen, tickets);
+    for sub in &mut subs {
+        nothing(sub, Duration::from_millis(1200)).await;
+    }
+    let v = b.verify().await;
+    assert!(v.intact, "{v:?}");
+    assert_eq!(v.records, 90, "received, delivered and acked, each once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_load_has_every_answered_call_in_jetstream() {
+    if !services().await {
+        return;
+    }
+    let q = Queues::new("kill", &nats_url());
+    let dir = q.node_dir(&super::support::root().join("rules"), 30, "");
+    // Delivered from JetStream first, then retried: nothing answered was
+    // left out of the queues, and a retry is the same ticket.
+    kill_and_restart(dir.path(), true).await;
+}
+
+/// A NATS server of the test's own, on a free port, with its store in a
+/// temporary directory, so that it can be stopped and started again.
+struct OwnNats {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl OwnNats {
+    fn start() -> OwnNats {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut n = OwnNats {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        n.up();
+        n
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The nats-server program: on the PATH, or where Debian puts it.
+    fn program() -> &'static str {
+        if Path::new("/usr/sbin/nats-server").exists() {
+            "/usr/sbin/nats-server"
+        } else {
+            "nats-server"
+        }
+    }
+
+    fn up(&mut self) {
+        let child = Command::new(OwnNats::program())
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server (Debian package nats-server) on the PATH");
+        self.child = Some(child);
+        let until = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < until,
+                "nats-server did not come up in 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_nats_is_down_intake_answers_unavailable_and_recovers_by_itself() {
+    if !services().await {
+        return;
+    }
+    if Command::new(OwnNats::program())
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "nats-server is not installed in CI"
+        );
+        eprintln!("\n*** nats-server is not on the PATH: SKIPPING the NATS restart test ***\n");
+        return;
+    }
+    let mut nats = OwnNats::start();
+    let q = Queues::new("restart", &nats.url());
+    let (_dir, s) = q.node(30, "publish_timeout_ms = 500\n");
+    let mut intake = s.intake().await;
+    let mut accepted = BTreeSet::new();
+    let mut n = 0;
+    let mut submit = async |intake: &mut IntakeClient<_>| {
+        n += 1;
+        let r = intake
+            .submit_call(call(&format!("r-{n}"), pb::Hotline::Hotline110, "有人拿刀"))
+            .await;
+        r.map(|r| r.into_inner().ticket_id)
+    };
+    for _ in 0..20 {
+        accepted.insert(
+            submit(&mut intake)
+                .await
+                .expect("accepted while NATS is up"),
+        );
+    }
+
+    nats.down();
+    let mut refused = 0;
+    let down_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < down_until {
+        match submit(&mut intake).await {
+            Ok(id) => panic!("ticket {id} accepted while NATS was down"),
+            Err(e) => {
+                assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+                refused += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refused > 0);
+
+    nats.up();
+    let back_until = Instant::now() + Duration::from_secs(20);
+    let mut recovered = false;
+    while Instant::now() < back_until {
+        match submit(&mut intake).await {
+            Ok(id) => {
+                accepted.insert(id);
+                recovered = true;
+                break;
+            }
+            Err(e) => assert_eq!(e.code(), Code::Unavailable, "{e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        recovered,
+        "intake did not recover within 20 s of NATS coming back"
+    );
+    for _ in 0..10 {
+        accepted.insert(
+            submit(&mut intake)
+                .await
+                .expect("accepted once NATS is back"),
+        );
+    }
+
+    // Everything accepted, before and after, is delivered.
+    let mut sub = subscribe(&s, "dispatch.police", 0).await;
+    // (A call refused after its commit is delivered too, once the sweep
+    // publishes it: it exists, and its retry would be the same ticket.)
+    let mut seen = BTreeSet::new();
+    while !accepted.is_subset(&seen) {
+        let t = next(&mut sub).await;
+        seen.insert(t.id);
+        ack(&s, t.id).await;
+    }
+}
