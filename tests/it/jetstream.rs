@@ -21,13 +21,13 @@ use super::server::{
 
 const NATS: &str = "nats://127.0.0.1:4222";
 
-fn nats_url() -> String {
+pub(super) fn nats_url() -> String {
     std::env::var("MINSHENG_TEST_NATS").unwrap_or_else(|_| NATS.to_owned())
 }
 
 /// Whether NATS and PostgreSQL are there; when one is not, CI fails and
 /// elsewhere the test says loudly that it skips.
-async fn services() -> bool {
+pub(super) async fn services() -> bool {
     if !database() {
         return false;
     }
@@ -48,7 +48,7 @@ async fn services() -> bool {
 
 /// A test's own stream and subjects, and its PostgreSQL schema; the
 /// stream is deleted at the end.
-struct Queues {
+pub(super) struct Queues {
     nats: String,
     stream: String,
     prefix: String,
@@ -56,7 +56,7 @@ struct Queues {
 }
 
 impl Queues {
-    fn new(what: &str, nats: &str) -> Queues {
+    pub(super) fn new(what: &str, nats: &str) -> Queues {
         let schema = new_schema(&format!("js_{what}"));
         let tag = schema.0.trim_start_matches("it_").to_owned();
         Queues {
@@ -67,6 +67,19 @@ impl Queues {
         }
     }
 
+    /// A node's `minsheng.toml`: `extra` appended to its `[queue]`.
+    pub(super) fn config(&self, lease_seconds: u32, extra: &str) -> String {
+        format!(
+            "[store]\nbackend = \"postgres\"\npostgres_url = \"{}\"\npostgres_schema = \"{}\"\nlease_seconds = {lease_seconds}\n\
+             [queue]\nbackend = \"nats\"\nnats_url = \"{}\"\nstream = \"{}\"\nsubject_prefix = \"{}\"\n{extra}",
+            url(),
+            self.schema.0,
+            self.nats,
+            self.stream,
+            self.prefix
+        )
+    }
+
     /// A node's directory: rules copied from `rules`, `extra` appended to
     /// its `[queue]` section.
     fn node_dir(&self, rules: &Path, lease_seconds: u32, extra: &str) -> tempfile::TempDir {
@@ -74,15 +87,7 @@ impl Queues {
         copy_dir(rules, &tmp.path().join("rules"));
         std::fs::write(
             tmp.path().join("minsheng.toml"),
-            format!(
-                "[store]\nbackend = \"postgres\"\npostgres_url = \"{}\"\npostgres_schema = \"{}\"\nlease_seconds = {lease_seconds}\n\
-                 [queue]\nbackend = \"nats\"\nnats_url = \"{}\"\nstream = \"{}\"\nsubject_prefix = \"{}\"\n{extra}",
-                url(),
-                self.schema.0,
-                self.nats,
-                self.stream,
-                self.prefix
-            ),
+            self.config(lease_seconds, extra),
         )
         .unwrap();
         tmp

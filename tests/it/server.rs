@@ -158,6 +158,112 @@ impl Drop for Server {
     }
 }
 
+/// The store and queues a server runs on.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Backend {
+    /// The embedded SQLite store and its own queues.
+    Sqlite,
+    /// PostgreSQL, its tables as the queues.
+    Postgres,
+    /// PostgreSQL for the records, NATS JetStream for the queues.
+    Nats,
+}
+
+/// A server on a backend and what it runs on: its directory, its
+/// PostgreSQL schema and its JetStream stream, removed when it is dropped
+/// (the server first).
+pub(super) struct Site {
+    server: Server,
+    _queues: Option<super::jetstream::Queues>,
+    _schema: Option<super::distributed::Schema>,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Site {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.server
+    }
+}
+
+impl Site {
+    /// A server on `backend`, with a copy of `rules` and leases of
+    /// `lease_seconds`. `None` when the backend's services are missing
+    /// outside CI: the test has said loudly that it skips.
+    pub(super) async fn start(backend: Backend, rules: &Path, lease_seconds: u32) -> Option<Site> {
+        let (mut queues, mut schema) = (None, None);
+        let config = match backend {
+            Backend::Sqlite => format!("[store]\nlease_seconds = {lease_seconds}\n"),
+            Backend::Postgres => {
+                if !super::distributed::database() {
+                    return None;
+                }
+                let sc = super::distributed::new_schema("suite");
+                let text = format!(
+                    "[store]\nbackend = \"postgres\"\npostgres_url = \"{}\"\npostgres_schema = \"{}\"\nlease_seconds = {lease_seconds}\n",
+                    super::distributed::url(),
+                    sc.0
+                );
+                schema = Some(sc);
+                text
+            }
+            Backend::Nats => {
+                if !super::jetstream::services().await {
+                    return None;
+                }
+                let q = super::jetstream::Queues::new("suite", &super::jetstream::nats_url());
+                let text = q.config(lease_seconds, "");
+                queues = Some(q);
+                text
+            }
+        };
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(rules, &dir.path().join("rules"));
+        std::fs::write(dir.path().join("minsheng.toml"), config).unwrap();
+        Some(Site {
+            server: Server::start_in(dir.path()),
+            _queues: queues,
+            _schema: schema,
+            _dir: dir,
+        })
+    }
+}
+
+/// Instantiates async test bodies, each `fn(Backend)`, once per backend:
+/// `NAME::sqlite`, `NAME::postgres` and `NAME::nats`.
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                use super::Backend;
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name(Backend::Sqlite).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name(Backend::Postgres).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn nats() {
+                    super::$name(Backend::Nats).await
+                }
+            }
+        )*
+    };
+}
+
+on_every_backend!(
+    calls_of_every_destination_reach_their_queues,
+    ack_nack_and_lease_expiry_deliver_as_promised,
+    a_duplicate_call_id_is_one_ticket,
+    a_reroute_moves_the_ticket_and_records_who_and_why,
+    a_slow_consumer_never_blocks_intake,
+);
+
 pub(super) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
@@ -258,9 +364,10 @@ pub(super) const EVERY_DESTINATION: [(&str, pb::Hotline, &str, &str, &str); 5] =
     ),
 ];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_of_every_destination_reach_their_queues() {
-    let s = Server::start(&mini());
+async fn calls_of_every_destination_reach_their_queues(backend: Backend) {
+    let Some(s) = Site::start(backend, &mini(), 30).await else {
+        return;
+    };
     let mut intake = s.intake().await;
     let cases = EVERY_DESTINATION;
     let mut ids = Vec::new();
@@ -287,7 +394,7 @@ async fn calls_of_every_destination_reach_their_queues() {
     assert_eq!(police.transfer, "12345→110", "a dry run decides the same");
 
     for (id, queue) in &ids {
-        let mut sub = subscribe(&s, queue, 60).await;
+        let mut sub = subscribe(&s, queue, 0).await;
         let t = next(&mut sub).await;
         assert_eq!((t.id, t.queue.as_str()), (*id, *queue));
         assert_eq!(
@@ -321,9 +428,10 @@ async fn calls_of_every_destination_reach_their_queues() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ack_nack_and_lease_expiry_deliver_as_promised() {
-    let s = Server::start(&mini());
+async fn ack_nack_and_lease_expiry_deliver_as_promised(backend: Backend) {
+    let Some(s) = Site::start(backend, &mini(), 1).await else {
+        return;
+    };
     let mut intake = s.intake().await;
     let urgent = intake
         .submit_call(call("a", pb::Hotline::Hotline110, "有人拿刀"))
@@ -331,7 +439,7 @@ async fn ack_nack_and_lease_expiry_deliver_as_promised() {
         .unwrap()
         .into_inner()
         .ticket_id;
-    let mut sub = subscribe(&s, "dispatch.police", 1).await;
+    let mut sub = subscribe(&s, "dispatch.police", 0).await;
     let mut dispatch = s.dispatch().await;
     let t = next(&mut sub).await;
     assert_eq!((t.id, t.deliveries), (urgent, 1));
@@ -396,9 +504,10 @@ async fn ack_nack_and_lease_expiry_deliver_as_promised() {
     assert_eq!(h.history[2].detail, r#"{"reason":"no car free"}"#);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_duplicate_call_id_is_one_ticket() {
-    let s = Server::start(&mini());
+async fn a_duplicate_call_id_is_one_ticket(backend: Backend) {
+    let Some(s) = Site::start(backend, &mini(), 30).await else {
+        return;
+    };
     let mut intake = s.intake().await;
     let first = intake
         .submit_call(call("same", pb::Hotline::Hotline110, "有人拿刀"))
@@ -427,9 +536,10 @@ async fn a_duplicate_call_id_is_one_ticket() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reroute_moves_the_ticket_and_records_who_and_why() {
-    let s = Server::start(&mini());
+async fn a_reroute_moves_the_ticket_and_records_who_and_why(backend: Backend) {
+    let Some(s) = Site::start(backend, &mini(), 30).await else {
+        return;
+    };
     let id = s
         .intake()
         .await
@@ -453,7 +563,7 @@ async fn a_reroute_moves_the_ticket_and_records_who_and_why() {
         .ticket
         .unwrap();
     assert_eq!(moved.queue, "township.330402008");
-    let mut sub = subscribe(&s, "township.330402008", 60).await;
+    let mut sub = subscribe(&s, "township.330402008", 0).await;
     assert_eq!(next(&mut sub).await.id, id);
     let h = s
         .tickets()
@@ -621,11 +731,12 @@ async fn bad_input_is_refused_naming_the_field() {
     assert!(!ok.duplicate, "a refused call left no ticket behind");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_consumer_never_blocks_intake() {
-    let s = Server::start(&mini());
+async fn a_slow_consumer_never_blocks_intake(backend: Backend) {
+    let Some(s) = Site::start(backend, &mini(), 30).await else {
+        return;
+    };
     // Subscribed, never reading.
-    let _idle = subscribe(&s, "dispatch.police", 60).await;
+    let _idle = subscribe(&s, "dispatch.police", 0).await;
     let mut intake = s.intake().await;
     for i in 0..300 {
         tokio::time::timeout(
