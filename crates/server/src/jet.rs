@@ -67,7 +67,7 @@ pub struct Jet {
     /// Deliveries of one message before its ticket is dead-lettered.
     pub max_deliver: i64,
     consumers: Mutex<HashMap<String, consumer::PullConsumer>>,
-    marks: mpsc::UnboundedSender<(i64, String)>,
+    marks: mpsc::UnboundedSender<(i64, i64)>,
 }
 
 impl std::fmt::Debug for Jet {
@@ -170,7 +170,7 @@ impl Jet {
             duplicate = ack.duplicate,
             "published"
         );
-        let _ = self.marks.send((out.id, out.queue.clone()));
+        let _ = self.marks.send((out.id, out.moves));
         Ok(())
     }
 
@@ -380,7 +380,7 @@ pub enum TakeError {
 }
 
 /// Records published tickets in the store, many in one transaction.
-async fn record_marks(mut rx: mpsc::UnboundedReceiver<(i64, String)>, writer: Writer) {
+async fn record_marks(mut rx: mpsc::UnboundedReceiver<(i64, i64)>, writer: Writer) {
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, 1024).await > 0 {
         let marks = std::mem::take(&mut batch);

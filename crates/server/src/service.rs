@@ -193,6 +193,7 @@ impl Shared {
                     id,
                     queue,
                     message_id,
+                    moves: 0,
                     published: false,
                     open: true,
                 })

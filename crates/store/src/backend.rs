@@ -23,7 +23,9 @@ pub struct Outgoing {
     /// The message id: `hotline:call_id`, and `:n` after its n-th move, so
     /// that a retried publish is one message and a move is a new one.
     pub message_id: String,
-    /// Whether the queue already holds a message of it for this queue.
+    /// How often it moved (a reroute is a move): each move is a message.
+    pub moves: i64,
+    /// Whether the queue already holds a message of this move.
     pub published: bool,
     /// Whether it still waits to be acknowledged.
     pub open: bool,
@@ -120,14 +122,14 @@ pub trait TicketStore: Send {
         let _ = id;
         Err(no_outside_queue())
     }
-    /// Records that the outside queue holds a message of each ticket for
-    /// the queue named beside it.
-    fn mark_published(&self, published: &[(i64, String)]) -> Result<(), StoreError> {
+    /// Records that the outside queue holds a message of each ticket's
+    /// move, `(id, moves)`.
+    fn mark_published(&self, published: &[(i64, i64)]) -> Result<(), StoreError> {
         let _ = published;
         Err(no_outside_queue())
     }
-    /// Open tickets that the outside queue holds no message of for their
-    /// queue, changed before `before` (ms), at most `limit`, oldest first.
+    /// Open tickets whose current move the outside queue holds no message
+    /// of, created before `before` (ms), at most `limit`, oldest first.
     fn unpublished(&self, before: i64, limit: i64) -> Result<Vec<Outgoing>, StoreError> {
         let _ = (before, limit);
         Err(no_outside_queue())

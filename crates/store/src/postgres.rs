@@ -123,14 +123,20 @@ fn migration_2(tx: &mut Transaction<'_>) -> Result<(), ::postgres::Error> {
     tx.batch_execute(
         "
 ALTER TABLE tickets
-    ADD COLUMN published_to TEXT,
     ADD COLUMN moves BIGINT NOT NULL DEFAULT 0,
     ADD COLUMN lease_token TEXT,
     ADD COLUMN lease_message BIGINT;
--- Open tickets whose queue holds no message of them: what a node
--- publishes again after a failed publish.
-CREATE INDEX unpublished_tickets ON tickets (created_at, id)
-    WHERE state <> 'acked' AND (published_to IS NULL OR published_to <> queue);
+-- Which moves of which tickets the outside queue holds a message of: a
+-- narrow row inserted after each publish (rewriting the wide ticket row
+-- would cost every publish a copy of it).
+CREATE TABLE published (
+    ticket_id BIGINT NOT NULL,
+    moves BIGINT NOT NULL,
+    PRIMARY KEY (ticket_id, moves)
+);
+-- Open tickets by age: where a node looks for what a failed publish left
+-- out.
+CREATE INDEX open_by_age ON tickets (created_at, id) WHERE state <> 'acked';
 ",
     )
 }
@@ -143,18 +149,20 @@ fn message_id(hotline: &str, call_id: &str, moves: i64) -> String {
     }
 }
 
-const OUTGOING_COLUMNS: &str = "id, queue, hotline, call_id, moves, published_to, state";
+const OUTGOING_COLUMNS: &str = "t.id, t.queue, t.hotline, t.call_id, t.moves,
+    EXISTS (SELECT 1 FROM published p WHERE p.ticket_id = t.id AND p.moves = t.moves), t.state";
 
 fn outgoing_from_row(row: &Row) -> Result<Outgoing, ::postgres::Error> {
     let queue: String = row.try_get(1)?;
     let hotline: String = row.try_get(2)?;
     let call_id: String = row.try_get(3)?;
-    let published_to: Option<String> = row.try_get(5)?;
+    let moves: i64 = row.try_get(4)?;
     let state: String = row.try_get(6)?;
     Ok(Outgoing {
         id: row.try_get(0)?,
-        message_id: message_id(&hotline, &call_id, row.try_get(4)?),
-        published: published_to.as_deref() == Some(queue.as_str()),
+        message_id: message_id(&hotline, &call_id, moves),
+        moves,
+        published: row.try_get(5)?,
         open: TicketState::parse(&state) != TicketState::Acked,
         queue,
     })
@@ -718,7 +726,7 @@ impl PgStore {
             let mut ticket = lock_ticket(tx, id)?;
             tx.execute(
                 "UPDATE tickets SET queue = $1, destination = $2, township = $3, state = 'queued',
-                     lease_until = NULL, moves = moves + 1, published_to = NULL
+                     lease_until = NULL, moves = moves + 1
                  WHERE id = $4",
                 &[&to.queue, &to.destination, &to.township, &id],
             )?;
@@ -737,7 +745,7 @@ impl PgStore {
         self.read(|tx| {
             let row = tx
                 .query_opt(
-                    &format!("SELECT {OUTGOING_COLUMNS} FROM tickets WHERE id = $1"),
+                    &format!("SELECT {OUTGOING_COLUMNS} FROM tickets t WHERE t.id = $1"),
                     &[&id],
                 )?
                 .ok_or(StoreError::NoTicket(id))?;
@@ -745,36 +753,35 @@ impl PgStore {
         })
     }
 
-    /// Records that the outside queue holds a message of each ticket for
-    /// the queue beside it (a ticket moved since keeps waiting for its
-    /// new queue's message).
-    pub fn mark_published(&self, published: &[(i64, String)]) -> Result<(), StoreError> {
+    /// Records that the outside queue holds a message of each ticket's
+    /// move (`(id, moves)`); a ticket moved since waits for its new one.
+    pub fn mark_published(&self, published: &[(i64, i64)]) -> Result<(), StoreError> {
         if published.is_empty() {
             return Ok(());
         }
-        let (ids, queues): (Vec<i64>, Vec<&str>) =
-            published.iter().map(|(id, q)| (*id, q.as_str())).unzip();
+        let (ids, moves): (Vec<i64>, Vec<i64>) = published.iter().copied().unzip();
         self.write(|tx, _| {
             tx.execute(
-                "UPDATE tickets SET published_to = p.queue
-                 FROM unnest($1::BIGINT[], $2::TEXT[]) AS p(id, queue)
-                 WHERE tickets.id = p.id AND tickets.queue = p.queue",
-                &[&ids, &queues],
+                "INSERT INTO published (ticket_id, moves)
+                 SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[])
+                 ON CONFLICT DO NOTHING",
+                &[&ids, &moves],
             )?;
             Ok(())
         })
     }
 
-    /// Open tickets whose queue holds no message of them, created before
-    /// `before` (ms), oldest first.
+    /// Open tickets whose current move the outside queue holds no message
+    /// of, created before `before` (ms), oldest first.
     pub fn unpublished(&self, before: i64, limit: i64) -> Result<Vec<Outgoing>, StoreError> {
         self.read(|tx| {
             tx.query(
                 &format!(
-                    "SELECT {OUTGOING_COLUMNS} FROM tickets
-                     WHERE state <> 'acked' AND (published_to IS NULL OR published_to <> queue)
-                       AND created_at < $1
-                     ORDER BY created_at, id LIMIT $2"
+                    "SELECT {OUTGOING_COLUMNS} FROM tickets t
+                     WHERE t.state <> 'acked' AND t.created_at < $1
+                       AND NOT EXISTS (SELECT 1 FROM published p
+                                       WHERE p.ticket_id = t.id AND p.moves = t.moves)
+                     ORDER BY t.created_at, t.id LIMIT $2"
                 ),
                 &[&before, &limit],
             )?
@@ -1111,7 +1118,7 @@ impl TicketStore for PgStore {
     fn outgoing(&self, id: i64) -> Result<Outgoing, StoreError> {
         PgStore::outgoing(self, id)
     }
-    fn mark_published(&self, published: &[(i64, String)]) -> Result<(), StoreError> {
+    fn mark_published(&self, published: &[(i64, i64)]) -> Result<(), StoreError> {
         PgStore::mark_published(self, published)
     }
     fn unpublished(&self, before: i64, limit: i64) -> Result<Vec<Outgoing>, StoreError> {

@@ -508,7 +508,7 @@ fn an_outside_queue_delivers_through_postgres_leases() {
         s.unpublished(10, 10).unwrap().is_empty(),
         "only older than `before`"
     );
-    s.mark_published(&[(id, "police".into())]).unwrap();
+    s.mark_published(&[(id, 0)]).unwrap();
     assert!(s.outgoing(id).unwrap().published);
     assert!(s.unpublished(i64::MAX, 10).unwrap().is_empty());
 
@@ -550,7 +550,7 @@ fn an_outside_queue_delivers_through_postgres_leases() {
 
     // A move is a new message, for the new queue, not yet published.
     let (moved, _) = submit(s, &call("c2", "police", 1), 2_000);
-    s.mark_published(&[(moved, "police".into())]).unwrap();
+    s.mark_published(&[(moved, 0)]).unwrap();
     let to = Reroute {
         queue: "hotline_12345",
         destination: "hotline_12345",
@@ -569,9 +569,12 @@ fn an_outside_queue_delivers_through_postgres_leases() {
             .unwrap(),
     );
     assert!(why.contains("moved to hotline_12345"), "{why}");
-    // A mark for the queue it left does not count for the one it is in.
-    s.mark_published(&[(moved, "police".into())]).unwrap();
+    assert_eq!(s.unpublished(i64::MAX, 10).unwrap(), std::slice::from_ref(&out));
+    // A mark of the move it left does not count for the one it is in.
+    s.mark_published(&[(moved, 0)]).unwrap();
     assert!(!s.outgoing(moved).unwrap().published);
+    s.mark_published(&[(moved, 1), (moved, 1)]).unwrap();
+    assert!(s.outgoing(moved).unwrap().published);
 
     let kinds: Vec<String> = s.get(id).unwrap().1.into_iter().map(|h| h.event).collect();
     assert_eq!(
