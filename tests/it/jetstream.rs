@@ -532,3 +532,60 @@ async fn while_nats_is_down_intake_answers_unavailable_and_recovers_by_itself() 
         ack(&s, t.id).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_whose_publish_failed_is_published_by_a_retry_or_the_sweep() {
+    if !services().await {
+        return;
+    }
+    let q = Queues::new("sweep", &nats_url());
+    let (_dir, s) = q.node(30, "publish_timeout_ms = 500\n");
+    let js = async_nats::jetstream::new(async_nats::connect(q.nats.as_str()).await.unwrap());
+    let config = js
+        .get_stream(&q.stream)
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .clone();
+
+    // A consumer is waiting when the stream goes: its subscription waits
+    // too, and takes up the stream made again.
+    let mut sub = subscribe(&s, "dispatch.police", 0).await;
+    nothing(&mut sub, Duration::from_millis(300)).await;
+    // No stream takes the subjects: the publish fails after the commit,
+    // and the caller is told the call was not accepted.
+    js.delete_stream(&q.stream).await.unwrap();
+    let mut intake = s.intake().await;
+    for id in ["x", "y"] {
+        let err = intake
+            .submit_call(call(id, pb::Hotline::Hotline110, "有人拿刀"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    }
+    js.create_stream(config).await.unwrap();
+
+    // The operator system retries x: the ticket it made is published now.
+    let retried = intake
+        .submit_call(call("x", pb::Hotline::Hotline110, "有人拿刀"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(retried.duplicate, "the refused call had been committed");
+    let t = next(&mut sub).await;
+    assert_eq!(t.id, retried.ticket_id);
+    ack(&s, t.id).await;
+
+    // Nobody retries y: the sweep publishes it.
+    let swept = tokio::time::timeout(Duration::from_secs(30), sub.message())
+        .await
+        .expect("the sweep publishes a left-out ticket within 30 s")
+        .unwrap()
+        .unwrap()
+        .ticket
+        .unwrap();
+    assert_eq!(swept.call_id, "y");
+    ack(&s, swept.id).await;
+    nothing(&mut sub, Duration::from_millis(1500)).await;
+}

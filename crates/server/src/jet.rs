@@ -213,17 +213,26 @@ impl Jet {
     /// The next message of a queue, waiting at most `wait`.
     pub async fn next(&self, queue: &str, wait: Duration) -> Result<Option<Incoming>, JetError> {
         let consumer = self.consumer(queue).await?;
+        // After a failed fetch the consumer is looked up (or made) again:
+        // it may have gone with its stream.
+        let forget = |e: &dyn std::fmt::Display| {
+            self.consumers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(queue);
+            jet_error(&format!("fetching from {queue}"), e)
+        };
         let mut batch = consumer
             .fetch()
             .max_messages(1)
             .expires(wait)
             .messages()
             .await
-            .map_err(|e| jet_error(&format!("fetching from {queue}"), e))?;
+            .map_err(|e| forget(&e))?;
         let Some(message) = batch.next().await else {
             return Ok(None);
         };
-        let message = message.map_err(|e| jet_error(&format!("fetching from {queue}"), e))?;
+        let message = message.map_err(|e| forget(&e))?;
         let info = message
             .info()
             .map_err(|e| jet_error("a message without delivery information", e))?;

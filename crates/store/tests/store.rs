@@ -569,7 +569,10 @@ fn an_outside_queue_delivers_through_postgres_leases() {
             .unwrap(),
     );
     assert!(why.contains("moved to hotline_12345"), "{why}");
-    assert_eq!(s.unpublished(i64::MAX, 10).unwrap(), std::slice::from_ref(&out));
+    assert_eq!(
+        s.unpublished(i64::MAX, 10).unwrap(),
+        std::slice::from_ref(&out)
+    );
     // A mark of the move it left does not count for the one it is in.
     s.mark_published(&[(moved, 0)]).unwrap();
     assert!(!s.outgoing(moved).unwrap().published);
