@@ -8,13 +8,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use minsheng_store::{AuditRecord, Filter, Store, Verified};
+use minsheng_store::{AuditRecord, Filter, PgStore, Store, TicketStore, Verified};
 use serde_json::{Value, json};
 
 #[derive(Debug, Subcommand)]
@@ -52,8 +52,17 @@ pub enum AuditCommand {
 #[derive(Debug, Args)]
 pub struct DataDir {
     /// The server's data directory; the log is in tickets.db there.
-    #[arg(long, value_name = "DIR", default_value = "data")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "data",
+        conflicts_with = "config"
+    )]
     data: PathBuf,
+    /// The server's minsheng.toml instead: its [store], SQLite in its
+    /// data_dir or the PostgreSQL database several nodes share.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -153,18 +162,18 @@ const KINDS: &[&str] = &[
 
 pub fn run(command: AuditCommand) -> anyhow::Result<ExitCode> {
     match command {
-        AuditCommand::Verify { data } => verify(&data.data),
+        AuditCommand::Verify { data } => verify(&data),
         AuditCommand::Query(args) => query(&args),
         AuditCommand::Stats(args) => stats(&args),
         AuditCommand::Prune {
             data,
             keep_days,
             actor,
-        } => prune(&data.data, keep_days, &actor),
+        } => prune(&data, keep_days, &actor),
     }
 }
 
-fn prune(dir: &Path, keep_days: u32, actor: &str) -> anyhow::Result<ExitCode> {
+fn prune(dir: &DataDir, keep_days: u32, actor: &str) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(!actor.trim().is_empty(), "--as: who prunes must be named");
     let store = open(dir, true)?;
     let now = std::time::SystemTime::now()
@@ -175,9 +184,29 @@ fn prune(dir: &Path, keep_days: u32, actor: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Opens the database of a data directory, read-only unless `write`; a
-/// missing one is an error (never created here).
-fn open(dir: &Path, write: bool) -> anyhow::Result<Store> {
+/// Opens the audit log: the database of a data directory, read-only
+/// unless `write` (a missing one is an error, never created here), or the
+/// store a configuration names.
+fn open(at: &DataDir, write: bool) -> anyhow::Result<Box<dyn TicketStore>> {
+    let dir = match &at.config {
+        None => at.data.clone(),
+        Some(file) => {
+            let config = minsheng_server::Config::from_file(file)?;
+            let store = &config.store;
+            if store.backend == minsheng_server::config::Backend::Postgres {
+                let url = store
+                    .postgres_url
+                    .as_deref()
+                    .context("store.postgres_url is missing")?;
+                let pg = match &store.postgres_schema {
+                    Some(schema) => PgStore::connect_in_schema(url, schema),
+                    None => PgStore::connect(url),
+                };
+                return Ok(Box::new(pg.context("cannot open the PostgreSQL store")?));
+            }
+            store.data_dir.clone()
+        }
+    };
     let path = dir.join("tickets.db");
     if !path.is_file() {
         bail!(
@@ -190,10 +219,12 @@ fn open(dir: &Path, write: bool) -> anyhow::Result<Store> {
     } else {
         Store::open_read_only(&path)
     };
-    store.with_context(|| format!("cannot open {}", path.display()))
+    Ok(Box::new(store.with_context(|| {
+        format!("cannot open {}", path.display())
+    })?))
 }
 
-fn verify(dir: &Path) -> anyhow::Result<ExitCode> {
+fn verify(dir: &DataDir) -> anyhow::Result<ExitCode> {
     let store = open(dir, false)?;
     match store.audit_verify()? {
         Verified::Intact { records, head } => {
@@ -360,17 +391,18 @@ fn query(a: &QueryArgs) -> anyhow::Result<ExitCode> {
         Some(w) if w.trim().is_empty() => bail!("--as needs a name: who is asking for the numbers"),
         w => w.as_deref().map(str::trim),
     };
-    let store = open(&a.data.data, a.show_numbers)?;
+    let store = open(&a.data, a.show_numbers)?;
 
     // Numbers shown whole are recorded first: which records and tickets,
     // to whom. Only the records counted here are printed, so that the
     // record says exactly whose numbers were shown.
     let mut last_seq = None;
+    let mut numbers: HashMap<i64, Option<String>> = HashMap::new();
     if let (true, Some(who)) = (a.show_numbers, who) {
         let mut records = 0_u64;
         let mut last = 0;
         let mut tickets = BTreeSet::new();
-        store.audit_query(&filter, |r| {
+        store.audit_query(&filter, &mut |r| {
             records += 1;
             last = r.seq;
             tickets.extend(r.ticket_id);
@@ -386,31 +418,23 @@ fn query(a: &QueryArgs) -> anyhow::Result<ExitCode> {
             .audit_event("numbers_shown", who, None, &detail.to_string(), now_ms())
             .context("cannot record that the numbers are shown, so they are not")?;
         last_seq = Some(last);
+        // Read before the records are walked: a store may not be asked
+        // anything else while it walks.
+        for t in tickets {
+            numbers.insert(t, store.caller_number(t)?);
+        }
     }
 
     let out = BufWriter::new(std::io::stdout().lock());
     let mut printer = Printer::new(a.format, a.show_numbers, out)?;
-    let mut numbers: HashMap<i64, Option<String>> = HashMap::new();
     let mut failed: Option<anyhow::Error> = None;
     let mut shown = 0_u64;
-    store.audit_query(&filter, |r| {
+    store.audit_query(&filter, &mut |r| {
         if last_seq.is_some_and(|last| r.seq > last) {
             return false;
         }
         let number = match (a.show_numbers, r.ticket_id) {
-            (true, Some(t)) => match numbers.get(&t) {
-                Some(n) => n.clone(),
-                None => match store.caller_number(t) {
-                    Ok(n) => {
-                        numbers.insert(t, n.clone());
-                        n
-                    }
-                    Err(e) => {
-                        failed = Some(e.into());
-                        return false;
-                    }
-                },
-            },
+            (true, Some(t)) => numbers.get(&t).cloned().flatten(),
             _ => None,
         };
         shown += 1;
@@ -771,7 +795,7 @@ struct Counts {
 }
 
 fn stats(a: &StatsArgs) -> anyhow::Result<ExitCode> {
-    let store = open(&a.data.data, false)?;
+    let store = open(&a.data, false)?;
     let filter = Filter {
         from: a.range.from,
         to: a.range.to,
@@ -779,7 +803,7 @@ fn stats(a: &StatsArgs) -> anyhow::Result<ExitCode> {
     };
     let mut c = Counts::default();
     let mut rules_of: HashMap<i64, Vec<String>> = HashMap::new();
-    store.audit_query(&filter, |r| {
+    store.audit_query(&filter, &mut |r| {
         match r.kind.as_str() {
             "received" => {
                 c.calls += 1;
@@ -831,7 +855,7 @@ fn stats(a: &StatsArgs) -> anyhow::Result<ExitCode> {
             kind: Some("received".into()),
             ..Filter::default()
         };
-        store.audit_query(&f, |r| {
+        store.audit_query(&f, &mut |r| {
             rules_of.insert(t, r.rules);
             false
         })?;

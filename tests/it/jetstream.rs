@@ -315,7 +315,7 @@ async fn two_nodes_share_the_jetstream_queues_and_one_chain() {
         return;
     }
     let q = Queues::new("nodes", &nats_url());
-    let (_a_dir, a) = q.node(30, "");
+    let (a_dir, a) = q.node(30, "");
     let (_b_dir, b) = q.node(30, "");
     let nodes = [
         IntakeClient::new(channel(&a).await),
@@ -351,6 +351,53 @@ async fn two_nodes_share_the_jetstream_queues_and_one_chain() {
     let v = b.verify().await;
     assert!(v.intact, "{v:?}");
     assert_eq!(v.records, 90, "received, delivered and acked, each once");
+
+    // The auditor's command line reads the shared chain through a node's
+    // configuration, and records who saw the numbers.
+    let config = a_dir.path().join("minsheng.toml");
+    let audit = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_minsheng"))
+            .arg("audit")
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let verified = audit(&["verify"]);
+    assert!(
+        verified.starts_with("audit log intact: 90 records"),
+        "{verified}"
+    );
+    let shown = audit(&[
+        "query",
+        "--kind",
+        "received",
+        "--format",
+        "csv",
+        "--show-numbers",
+        "--as",
+        "auditor-1",
+    ]);
+    assert_eq!(
+        shown.lines().count(),
+        1 + 30,
+        "a header and the 30 calls: {shown}"
+    );
+    assert!(
+        shown.lines().skip(1).all(|l| l.contains("13812345678")),
+        "{shown}"
+    );
+    let recorded = audit(&["query", "--kind", "numbers_shown", "--format", "json"]);
+    assert!(recorded.contains("auditor-1"), "{recorded}");
+    assert!(audit(&["verify"]).starts_with("audit log intact: 91 records"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
