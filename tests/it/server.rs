@@ -258,6 +258,7 @@ macro_rules! on_every_backend {
 
 on_every_backend!(
     calls_of_every_destination_reach_their_queues,
+    the_most_urgent_then_the_oldest_is_delivered_first,
     ack_nack_and_lease_expiry_deliver_as_promised,
     a_duplicate_call_id_is_one_ticket,
     a_reroute_moves_the_ticket_and_records_who_and_why,
@@ -426,6 +427,34 @@ async fn calls_of_every_destination_reach_their_queues(backend: Backend) {
             ("delivered", "test-consumer-dispatch.police")
         ]
     );
+}
+
+async fn the_most_urgent_then_the_oldest_is_delivered_first(backend: Backend) {
+    let Some(s) = Site::start(backend, &mini(), 30).await else {
+        return;
+    };
+    let mut intake = s.intake().await;
+    let mut ids = std::collections::HashMap::new();
+    for (id, text) in [
+        ("urgent-1", "他们在打架"),
+        ("critical-1", "有人拿刀"),
+        ("urgent-2", "他们在打架"),
+        ("critical-2", "有人拿刀"),
+    ] {
+        let r = intake
+            .submit_call(call(id, pb::Hotline::Hotline110, text))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.decision.unwrap().queue, "dispatch.police");
+        ids.insert(r.ticket_id, id);
+    }
+    let mut sub = subscribe(&s, "dispatch.police", 0).await;
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        order.push(ids[&next(&mut sub).await.id]);
+    }
+    assert_eq!(order, ["critical-1", "critical-2", "urgent-1", "urgent-2"]);
 }
 
 async fn ack_nack_and_lease_expiry_deliver_as_promised(backend: Backend) {

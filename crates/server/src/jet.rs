@@ -2,10 +2,13 @@
 //! balancer: PostgreSQL keeps the tickets and the audit chain, JetStream
 //! delivers them.
 //!
-//! One stream (work-queue retention, file storage) holds a subject per
-//! queue, `<prefix>.police`, `<prefix>.township.330402011`…; each queue
-//! has one durable pull consumer with explicit acks, shared by every node
-//! and every subscriber of that queue, whose ack-wait is the lease. A
+//! One stream (work-queue retention, file storage) holds the subjects of
+//! every queue, `<prefix>.police.*`, `<prefix>.township.330402011.*`…: one
+//! per urgency (`.u3` critical … `.u0` routine), each with one durable
+//! pull consumer with explicit acks, shared by every node and every
+//! subscriber of that queue, whose ack-wait is the lease. A subscription
+//! takes from the most urgent subject that has a message, so a queue is
+//! delivered most urgent first, then oldest first, as in the store. A
 //! message carries a ticket id, and its `Nats-Msg-Id` is the hotline and
 //! call id (and the move, after a reroute), so a retried publish is not a
 //! second message.
@@ -41,6 +44,9 @@ use crate::writer::{Writer, now_ms};
 /// The queue that tickets delivered too often without an ack move to.
 pub const DEAD_LETTER: &str = "dead_letter";
 
+/// The rank of the most urgent calls (critical); routine is 0.
+const MOST_URGENT: i64 = 3;
+
 /// How often each node looks for tickets a failed publish left out.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// A ticket is swept only once it is this old: younger ones are most
@@ -66,7 +72,7 @@ pub struct Jet {
     pub ack_wait: Duration,
     /// Deliveries of one message before its ticket is dead-lettered.
     pub max_deliver: i64,
-    consumers: Mutex<HashMap<String, consumer::PullConsumer>>,
+    consumers: Mutex<HashMap<(String, i64), consumer::PullConsumer>>,
     marks: mpsc::UnboundedSender<(i64, i64)>,
 }
 
@@ -149,8 +155,10 @@ impl Jet {
         }
     }
 
-    fn subject(&self, queue: &str) -> String {
-        format!("{}.{queue}", self.prefix)
+    /// The subjects of a queue, one per urgency: `<prefix>.<queue>.u3`
+    /// (critical) … `.u0` (routine).
+    fn subject(&self, queue: &str, urgency: i64) -> String {
+        format!("{}.{queue}.u{urgency}", self.prefix)
     }
 
     /// Publishes a ticket to its queue and waits until JetStream has
@@ -158,9 +166,14 @@ impl Jet {
     pub async fn publish(&self, out: &Outgoing) -> Result<(), JetError> {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(async_nats::header::NATS_MESSAGE_ID, out.message_id.as_str());
+        let urgency = out.urgency.clamp(0, MOST_URGENT);
         let ack = self
             .js
-            .publish_with_headers(self.subject(&out.queue), headers, out.id.to_string().into())
+            .publish_with_headers(
+                self.subject(&out.queue, urgency),
+                headers,
+                out.id.to_string().into(),
+            )
             .await
             .map_err(|e| jet_error("publishing", e))?;
         let ack = ack.await.map_err(|e| jet_error("publishing", e))?;
@@ -174,25 +187,31 @@ impl Jet {
         Ok(())
     }
 
-    /// The durable consumer of a queue, created on first use.
-    async fn consumer(&self, queue: &str) -> Result<consumer::PullConsumer, JetError> {
+    /// The durable consumer of one urgency of a queue, created on first
+    /// use.
+    async fn consumer(
+        &self,
+        queue: &str,
+        urgency: i64,
+    ) -> Result<consumer::PullConsumer, JetError> {
+        let key = (queue.to_owned(), urgency);
         if let Some(c) = self
             .consumers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(queue)
+            .get(&key)
         {
             return Ok(c.clone());
         }
         // Consumer names may not hold dots.
-        let name = queue.replace('.', "_");
+        let name = format!("{}_u{urgency}", queue.replace('.', "_"));
         let c: consumer::PullConsumer = self
             .stream
             .get_or_create_consumer(
                 &name,
                 consumer::pull::Config {
                     durable_name: Some(name.clone()),
-                    filter_subject: self.subject(queue),
+                    filter_subject: self.subject(queue, urgency),
                     ack_policy: consumer::AckPolicy::Explicit,
                     ack_wait: self.ack_wait,
                     // minsheng dead-letters past `max_deliver` itself, so
@@ -206,26 +225,46 @@ impl Jet {
         self.consumers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(queue.to_owned(), c.clone());
+            .insert(key, c.clone());
         Ok(c)
     }
 
-    /// The next message of a queue, waiting at most `wait`.
-    pub async fn next(&self, queue: &str, wait: Duration) -> Result<Option<Incoming>, JetError> {
-        let consumer = self.consumer(queue).await?;
+    /// Wakes a subscription when a ticket is published to its queue (a
+    /// plain subscription to the queue's subjects: it sees each message
+    /// as JetStream stores it, and takes nothing).
+    pub async fn waker(&self, queue: &str) -> Result<async_nats::Subscriber, JetError> {
+        self.client
+            .subscribe(format!("{}.{queue}.*", self.prefix))
+            .await
+            .map_err(|e| jet_error(&format!("watching {queue}"), e))
+    }
+
+    /// The next message of a queue, without waiting: the most urgent
+    /// first, then the oldest.
+    pub async fn next(&self, queue: &str) -> Result<Option<Incoming>, JetError> {
+        for urgency in (0..=MOST_URGENT).rev() {
+            if let Some(m) = self.next_of(queue, urgency).await? {
+                return Ok(Some(m));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn next_of(&self, queue: &str, urgency: i64) -> Result<Option<Incoming>, JetError> {
+        let consumer = self.consumer(queue, urgency).await?;
         // After a failed fetch the consumer is looked up (or made) again:
         // it may have gone with its stream.
         let forget = |e: &dyn std::fmt::Display| {
             self.consumers
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .remove(queue);
+                .remove(&(queue.to_owned(), urgency));
             jet_error(&format!("fetching from {queue}"), e)
         };
+        // `fetch` does not wait: what is there now, or nothing.
         let mut batch = consumer
             .fetch()
             .max_messages(1)
-            .expires(wait)
             .messages()
             .await
             .map_err(|e| forget(&e))?;

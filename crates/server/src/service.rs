@@ -180,9 +180,10 @@ impl Shared {
         if let Some(jet) = &self.jet {
             jet.check_up().map_err(unavailable)?;
         }
-        let (queue, message_id) = (
+        let (queue, message_id, urgency) = (
             ticket.queue.clone(),
             format!("{}:{}", ticket.hotline, ticket.call_id),
+            ticket.urgency,
         );
         let (id, created) = self.writer.submit(ticket).await.map_err(status)?;
         if let Some(jet) = &self.jet {
@@ -194,6 +195,7 @@ impl Shared {
                     queue,
                     message_id,
                     moves: 0,
+                    urgency,
                     published: false,
                     open: true,
                 })
@@ -580,8 +582,6 @@ fn delivery(queue: &str, t: &minsheng_store::Ticket) -> pb::Delivery {
     }
 }
 
-/// How long one fetch from JetStream waits for a message.
-const FETCH_WAIT: Duration = Duration::from_secs(1);
 /// How long a subscription waits before trying NATS again.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
 
@@ -599,6 +599,7 @@ fn deliver_from_jetstream(
     tokio::spawn(async move {
         let _subscription = subscription;
         let mut warned = false;
+        let mut waker: Option<async_nats::Subscriber> = None;
         loop {
             if *stopping.borrow() {
                 break;
@@ -607,13 +608,42 @@ fn deliver_from_jetstream(
                 p = tx.reserve() => match p { Ok(p) => p, Err(_) => break },
                 _ = stopping.changed() => break,
             };
+            // Watching before looking: a ticket published after the look
+            // found nothing still wakes the wait below.
+            if waker.is_none() {
+                waker = jet.waker(&req.queue).await.ok();
+            }
+            if let Some(w) = waker.as_mut() {
+                while let Ok(Some(_)) = tokio::time::timeout(Duration::ZERO, w.next()).await {}
+            }
             let next = tokio::select! {
-                n = jet.next(&req.queue, FETCH_WAIT) => n,
+                n = jet.next(&req.queue) => n,
                 _ = tx.closed() => break,
                 _ = stopping.changed() => break,
             };
             let taken = match next {
-                Ok(None) => continue,
+                Ok(None) => {
+                    drop(permit);
+                    // Woken by a new ticket, or after a while for tickets
+                    // given back or whose lease ended.
+                    let woken = async {
+                        match waker.as_mut() {
+                            Some(w) => {
+                                if w.next().await.is_none() {
+                                    waker = None;
+                                }
+                            }
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        _ = woken => {}
+                        _ = tokio::time::sleep(EXPIRY_POLL) => {}
+                        _ = tx.closed() => break,
+                        _ = stopping.changed() => break,
+                    }
+                    continue;
+                }
                 Ok(Some(incoming)) => {
                     jet.take(&s.writer, &req.queue, &req.consumer, incoming)
                         .await

@@ -25,6 +25,8 @@ pub struct Outgoing {
     pub message_id: String,
     /// How often it moved (a reroute is a move): each move is a message.
     pub moves: i64,
+    /// Its urgency (higher first).
+    pub urgency: i64,
     /// Whether the queue already holds a message of this move.
     pub published: bool,
     /// Whether it still waits to be acknowledged.

@@ -150,7 +150,8 @@ fn message_id(hotline: &str, call_id: &str, moves: i64) -> String {
 }
 
 const OUTGOING_COLUMNS: &str = "t.id, t.queue, t.hotline, t.call_id, t.moves,
-    EXISTS (SELECT 1 FROM published p WHERE p.ticket_id = t.id AND p.moves = t.moves), t.state";
+    EXISTS (SELECT 1 FROM published p WHERE p.ticket_id = t.id AND p.moves = t.moves), t.state,
+    t.urgency";
 
 fn outgoing_from_row(row: &Row) -> Result<Outgoing, ::postgres::Error> {
     let queue: String = row.try_get(1)?;
@@ -162,6 +163,7 @@ fn outgoing_from_row(row: &Row) -> Result<Outgoing, ::postgres::Error> {
         id: row.try_get(0)?,
         message_id: message_id(&hotline, &call_id, moves),
         moves,
+        urgency: row.try_get(7)?,
         published: row.try_get(5)?,
         open: TicketState::parse(&state) != TicketState::Acked,
         queue,
