@@ -193,3 +193,19 @@ fn a_closed_output_pipe_ends_the_program_without_a_panic() {
     let out = child.wait_with_output().unwrap();
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_missing_configuration_file_is_named_once() {
+    for args in [
+        &["serve", "--config", "/nonexistent/minsheng.toml"][..],
+        &["audit", "verify", "--config", "/nonexistent/minsheng.toml"][..],
+    ] {
+        let out = minsheng(args);
+        assert!(!out.status.success());
+        assert_eq!(
+            stderr(&out),
+            "error: /nonexistent/minsheng.toml: No such file or directory (os error 2)\n",
+            "{args:?}"
+        );
+    }
+}

@@ -282,12 +282,12 @@ pub const MAX_MESSAGE_CEILING: usize = 16 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// It could not be read.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: String,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// It is not valid TOML, has an unknown key or a bad value.
     #[error("{path}:{line}:{column}: {message}")]
@@ -306,9 +306,9 @@ pub enum ConfigError {
 impl Config {
     /// Reads and checks a configuration file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Io {
             path: path.display().to_string(),
-            source,
+            cause,
         })?;
         Config::parse(&path.display().to_string(), &text)
     }
