@@ -81,7 +81,7 @@ impl Matcher {
             let (kind, text) = match &term.kind {
                 TermKind::Token(t) => (MatchKind::Token, t.clone()),
                 TermKind::Phrase(p) => (MatchKind::Phrase, p.clone()),
-                TermKind::Regex(r) => (MatchKind::Regex, r.as_str().to_owned()),
+                TermKind::Regex(r) => (MatchKind::Regex, r.clone()),
             };
             if let Some(&id) = ids.get(&(kind, text.clone())) {
                 return id;
@@ -95,7 +95,7 @@ impl Matcher {
                     phrase_patterns.push(p.clone());
                     phrase_targets.push(Target::Term(id));
                 }
-                TermKind::Regex(r) => match exact_literals(r.as_str()) {
+                TermKind::Regex(r) => match exact_literals(r) {
                     // A pattern that only spells out a finite set of
                     // strings runs as phrases, in the one automaton.
                     Some(literals) => {

@@ -536,7 +536,7 @@ impl Compiler {
                     );
                     return None;
                 }
-                Ok(re) => TermKind::Regex(re),
+                Ok(_) => TermKind::Regex(r.clone()),
                 Err(e) => {
                     let detail = e.to_string();
                     let last = detail.lines().last().unwrap_or("").trim();
@@ -811,7 +811,7 @@ fn same_term(a: &Term, b: &Term) -> bool {
         (TermKind::Token(x), TermKind::Token(y)) | (TermKind::Phrase(x), TermKind::Phrase(y)) => {
             x == y
         }
-        (TermKind::Regex(x), TermKind::Regex(y)) => x.as_str() == y.as_str(),
+        (TermKind::Regex(x), TermKind::Regex(y)) => x == y,
         _ => false,
     }
 }

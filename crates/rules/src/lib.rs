@@ -171,7 +171,7 @@ impl Term {
     pub fn text(&self) -> &str {
         match &self.kind {
             TermKind::Token(s) | TermKind::Phrase(s) => s,
-            TermKind::Regex(r) => r.as_str(),
+            TermKind::Regex(r) => r,
         }
     }
 }
@@ -183,8 +183,11 @@ pub enum TermKind {
     Token(String),
     /// A substring of the normalised text.
     Phrase(String),
-    /// A regular expression on the normalised text.
-    Regex(regex::Regex),
+    /// A regular expression on the normalised text, as written: checked
+    /// when the rules are compiled, and compiled again only by the matcher
+    /// that runs it (a second compiled copy of some 300 patterns would
+    /// cost megabytes).
+    Regex(String),
 }
 
 /// A named word list (`@weapon`).
