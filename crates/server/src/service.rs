@@ -180,25 +180,18 @@ impl Shared {
         if let Some(jet) = &self.jet {
             jet.check_up().map_err(unavailable)?;
         }
-        let (queue, message_id, urgency) = (
-            ticket.queue.clone(),
-            format!("{}:{}", ticket.hotline, ticket.call_id),
-            ticket.urgency,
-        );
+        // Its message, made before the ticket moves to the store's thread;
+        // the id is known once it is committed.
+        let queued = self
+            .jet
+            .is_some()
+            .then(|| minsheng_store::Outgoing::queued(0, &ticket));
         let (id, created) = self.writer.submit(ticket).await.map_err(status)?;
-        if let Some(jet) = &self.jet {
+        if let (Some(jet), Some(queued)) = (&self.jet, queued) {
             // Answered only once JetStream holds it too. A retry of a call
             // whose publish failed publishes it now.
             let out = if created {
-                Some(minsheng_store::Outgoing {
-                    id,
-                    queue,
-                    message_id,
-                    moves: 0,
-                    urgency,
-                    published: false,
-                    open: true,
-                })
+                Some(minsheng_store::Outgoing { id, ..queued })
             } else {
                 let out = self
                     .writer

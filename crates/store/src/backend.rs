@@ -33,6 +33,29 @@ pub struct Outgoing {
     pub open: bool,
 }
 
+impl Outgoing {
+    /// A ticket just queued, not yet published.
+    pub fn queued(id: i64, ticket: &NewTicket) -> Outgoing {
+        Outgoing {
+            id,
+            queue: ticket.queue.clone(),
+            message_id: message_id(&ticket.hotline, &ticket.call_id, 0),
+            moves: 0,
+            urgency: ticket.urgency,
+            published: false,
+            open: true,
+        }
+    }
+}
+
+/// The message id of a ticket's move in an outside queue.
+pub(crate) fn message_id(hotline: &str, call_id: &str, moves: i64) -> String {
+    match moves {
+        0 => format!("{hotline}:{call_id}"),
+        n => format!("{hotline}:{call_id}:{n}"),
+    }
+}
+
 /// A message of a ticket, delivered by an outside queue to a consumer.
 #[derive(Debug, Clone, Copy)]
 pub struct Delivered<'a> {

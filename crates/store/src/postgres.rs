@@ -30,6 +30,7 @@ use ::postgres::types::ToSql;
 use ::postgres::{Client, GenericClient, IsolationLevel, NoTls, Row, Statement, Transaction};
 
 use crate::audit::{self, AuditRecord, Filter, Verified};
+use crate::backend::message_id;
 use crate::{
     CallRecord, Delivered, EXPIRED_DETAIL, HistoryEntry, MIN_RETENTION_DAYS, NewTicket, Outgoing,
     QueueStats, Reroute, StoreError, TICKET_COLUMNS, Taken, Ticket, TicketState, TicketStore,
@@ -139,14 +140,6 @@ CREATE TABLE published (
 CREATE INDEX open_by_age ON tickets (created_at, id) WHERE state <> 'acked';
 ",
     )
-}
-
-/// The message id of a ticket in an outside queue.
-fn message_id(hotline: &str, call_id: &str, moves: i64) -> String {
-    match moves {
-        0 => format!("{hotline}:{call_id}"),
-        n => format!("{hotline}:{call_id}:{n}"),
-    }
 }
 
 const OUTGOING_COLUMNS: &str = "t.id, t.queue, t.hotline, t.call_id, t.moves,
