@@ -418,10 +418,16 @@ struct OwnNats {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// More flags for the server (`--auth TOKEN`).
+    extra: Vec<String>,
 }
 
 impl OwnNats {
     fn start() -> OwnNats {
+        OwnNats::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> OwnNats {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -431,6 +437,7 @@ impl OwnNats {
             port,
             dir: tempfile::tempdir().unwrap(),
             child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         n.up();
         n
@@ -460,6 +467,7 @@ impl OwnNats {
                 "-sd",
             ])
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -494,16 +502,7 @@ async fn while_nats_is_down_intake_answers_unavailable_and_recovers_by_itself() 
     if !services().await {
         return;
     }
-    if Command::new(OwnNats::program())
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "nats-server is not installed in CI"
-        );
-        eprintln!("\n*** nats-server is not on the PATH: SKIPPING the NATS restart test ***\n");
+    if !nats_server_installed() {
         return;
     }
     let mut nats = OwnNats::start();
@@ -645,4 +644,86 @@ async fn a_ticket_whose_publish_failed_is_published_by_a_retry_or_the_sweep() {
     assert_eq!(swept.call_id, "y");
     ack(&s, swept.id).await;
     nothing(&mut sub, Duration::from_millis(1500)).await;
+}
+
+/// Whether nats-server can be run here; in CI it must be.
+fn nats_server_installed() -> bool {
+    if Command::new(OwnNats::program())
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "nats-server is not installed in CI"
+    );
+    eprintln!("\n*** nats-server is not on the PATH: SKIPPING a NATS server test ***\n");
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_proves_itself_to_nats_with_a_token_from_the_environment() {
+    if !services().await || !nats_server_installed() {
+        return;
+    }
+    let nats = OwnNats::start_with(&["--auth", "s3cret-token"]);
+    // Queues::new cleans its stream up through a connection of its own,
+    // which this server would refuse: the stream dies with the server.
+    let q = Queues::new("token", &nats.url());
+    let dir = q.node_dir(
+        &mini(),
+        30,
+        "nats_token_env = \"MINSHENG_TEST_NATS_TOKEN\"\n",
+    );
+
+    // The right token: the node starts and queues calls.
+    let s = Server::start_with_args(
+        dir.path(),
+        &[("MINSHENG_TEST_NATS_TOKEN", "s3cret-token")],
+        &[],
+        Stdio::inherit(),
+    );
+    let r = s
+        .intake()
+        .await
+        .submit_call(call("t-1", pb::Hotline::Hotline110, "有人拿刀"))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut sub = subscribe(&s, "dispatch.police", 0).await;
+    assert_eq!(next(&mut sub).await.id, r.ticket_id);
+    drop((sub, s));
+
+    // A wrong token, and none at all: the node does not start, and says why.
+    for (env, expected) in [
+        (Some("wrong"), "connecting to nats://"),
+        (
+            None,
+            "queue.nats_token_env: the environment variable MINSHENG_TEST_NATS_TOKEN is not set",
+        ),
+    ] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_minsheng"));
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(dir.path())
+        .env_remove("MINSHENG_TEST_NATS_TOKEN");
+        if let Some(token) = env {
+            cmd.env("MINSHENG_TEST_NATS_TOKEN", token);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "started with {env:?}");
+        assert!(stderr.contains(expected), "{env:?}: {stderr}");
+        assert!(
+            !stderr.contains("s3cret-token"),
+            "the token is never printed"
+        );
+    }
 }

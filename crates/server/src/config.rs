@@ -185,6 +185,21 @@ pub struct QueueConfig {
     /// How long intake waits for JetStream to store a ticket before it
     /// answers UNAVAILABLE, in milliseconds (2000).
     pub publish_timeout_ms: u64,
+    /// The environment variable that holds the NATS token, when the
+    /// server wants one (never the token itself in this file).
+    pub nats_token_env: Option<String>,
+    /// The NATS user, with `nats_password_env`.
+    pub nats_user: Option<String>,
+    /// The environment variable that holds the NATS user's password.
+    pub nats_password_env: Option<String>,
+    /// The CA that signs the NATS server's certificate (PEM): set, the
+    /// connection must be TLS.
+    pub nats_tls_ca: Option<PathBuf>,
+    /// A client certificate (PEM) for NATS servers that verify clients,
+    /// with `nats_tls_key`.
+    pub nats_tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    pub nats_tls_key: Option<PathBuf>,
 }
 
 /// Who delivers the tickets.
@@ -208,6 +223,12 @@ impl Default for QueueConfig {
             max_deliver: 5,
             duplicate_window_seconds: 120,
             publish_timeout_ms: 2000,
+            nats_token_env: None,
+            nats_user: None,
+            nats_password_env: None,
+            nats_tls_ca: None,
+            nats_tls_cert: None,
+            nats_tls_key: None,
         }
     }
 }
@@ -429,6 +450,24 @@ impl Config {
                     ),
                 ));
             }
+            if q.nats_token_env.is_some() && q.nats_user.is_some() {
+                return Err(invalid(
+                    at("nats_token_env"),
+                    "queue: give nats_token_env or nats_user, not both".into(),
+                ));
+            }
+            if q.nats_user.is_some() != q.nats_password_env.is_some() {
+                return Err(invalid(
+                    at("nats_"),
+                    "queue.nats_user and queue.nats_password_env go together".into(),
+                ));
+            }
+            if q.nats_tls_cert.is_some() != q.nats_tls_key.is_some() {
+                return Err(invalid(
+                    at("nats_tls"),
+                    "queue.nats_tls_cert and queue.nats_tls_key go together".into(),
+                ));
+            }
             if q.subject_prefix.is_empty() || q.subject_prefix.split('.').any(|t| !token(t)) {
                 return Err(invalid(
                     at("subject_prefix"),
@@ -483,6 +522,17 @@ mod tests {
         );
         let err = Config::parse("m.toml", &format!("{pg}max_deliver = 0\n")).unwrap_err();
         assert!(err.to_string().contains("queue.max_deliver"), "{err}");
+        let err = Config::parse("m.toml", &format!("{pg}nats_user = \"minsheng\"\n")).unwrap_err();
+        assert!(
+            err.to_string().contains("nats_password_env go together"),
+            "{err}"
+        );
+        let err = Config::parse(
+            "m.toml",
+            &format!("{pg}nats_token_env = \"T\"\nnats_user = \"u\"\nnats_password_env = \"P\"\n"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
         let err = Config::parse("m.toml", "[queue]\nbackend = \"kafka\"\n").unwrap_err();
         assert!(err.to_string().starts_with("m.toml:2:11:"), "{err}");
     }

@@ -106,7 +106,34 @@ impl Jet {
         writer: Writer,
     ) -> Result<Jet, JetError> {
         let timeout = Duration::from_millis(config.publish_timeout_ms);
-        let client = async_nats::ConnectOptions::new()
+        let secret = |key: &str, var: &str| {
+            std::env::var(var).map_err(|_| {
+                JetError(format!(
+                    "queue.{key}: the environment variable {var} is not set"
+                ))
+            })
+        };
+        let mut options = match (
+            &config.nats_token_env,
+            &config.nats_user,
+            &config.nats_password_env,
+        ) {
+            (Some(var), _, _) => {
+                async_nats::ConnectOptions::with_token(secret("nats_token_env", var)?)
+            }
+            (None, Some(user), Some(var)) => async_nats::ConnectOptions::with_user_and_password(
+                user.clone(),
+                secret("nats_password_env", var)?,
+            ),
+            _ => async_nats::ConnectOptions::new(),
+        };
+        if let Some(ca) = &config.nats_tls_ca {
+            options = options.require_tls(true).add_root_certificates(ca.clone());
+        }
+        if let (Some(cert), Some(key)) = (&config.nats_tls_cert, &config.nats_tls_key) {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        let client = options
             .name("minsheng")
             .connection_timeout(Duration::from_secs(5))
             .request_timeout(Some(timeout))
