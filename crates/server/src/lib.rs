@@ -4,9 +4,10 @@
 //! [`start`] binds the gRPC endpoint (Intake, Dispatch, Tickets, Rules,
 //! Audit, the standard health service and server reflection; TLS and
 //! client roles when configured) and the Prometheus endpoint, opens the
-//! ticket store (SQLite in the data directory, or PostgreSQL) and begins
-//! to watch the rule directory; the returned [`Running`] tells the bound
-//! addresses and stops it gracefully.
+//! ticket store (SQLite in the data directory, or PostgreSQL), connects to
+//! the ticket queues on NATS JetStream when they are configured, and
+//! begins to watch the rule directory; the returned [`Running`] tells the
+//! bound addresses and stops it gracefully.
 //!
 //! The design decision that shapes it: one thread owns the store, and
 //! every call submitted while it commits waits for the next commit, so
