@@ -67,6 +67,10 @@ pub fn run(o: &Overrides) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(async move {
+        // Signal handlers go in before the server says it is up: a
+        // supervisor that reads the line below and sends SIGTERM at once
+        // must get a graceful stop, not the default death by signal.
+        let shutdown = shutdown_signal()?;
         let running = minsheng_server::start(&config, source).await?;
         let metrics = running
             .metrics_addr
@@ -89,7 +93,7 @@ pub fn run(o: &Overrides) -> anyhow::Result<ExitCode> {
             "minsheng serving gRPC on {}; metrics {metrics}; {store}",
             running.grpc_addr
         );
-        shutdown_signal().await;
+        shutdown.await;
         tracing::info!("shutdown signal: finishing calls in flight");
         running.stop();
         running.wait().await?;
@@ -98,16 +102,23 @@ pub fn run(o: &Overrides) -> anyhow::Result<ExitCode> {
     })
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM and Ctrl-C handlers now; the future resolves on
+/// the first of them.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
