@@ -54,6 +54,14 @@ pub(crate) struct Matcher {
     clause_negators: HashSet<String>,
 }
 
+/// What a token is, for negation.
+struct TokenKind {
+    /// It holds a clause break: negation does not reach across it.
+    breaks: bool,
+    negator: bool,
+    clause_negator: bool,
+}
+
 /// One place in the text where a term matched.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Hit {
@@ -300,8 +308,20 @@ impl Matcher {
                 regex_hit(r, m);
             }
         }
+        // What each token is for negation, worked out once per call rather
+        // than once per hit.
+        let kinds: Vec<TokenKind> = tokens
+            .iter()
+            .map(|t| TokenKind {
+                breaks: t
+                    .text
+                    .chars()
+                    .any(|c| rules.negation.clause_breaks.contains(&c)),
+                negator: self.negators.contains(t.text),
+                clause_negator: self.clause_negators.contains(t.text),
+            })
+            .collect();
         let window = rules.negation.window;
-        let breaks = &rules.negation.clause_breaks;
         for hit in &mut hits {
             // Back to the start of the clause: a negator counts within the
             // window before the hit; a clause negator anywhere before the
@@ -309,8 +329,8 @@ impl Matcher {
             // is cancelled too.
             let last = token_at(hit.byte_end.saturating_sub(1)).max(hit.token);
             for j in (0..=last).rev() {
-                let t = tokens[j].text;
-                if j < hit.token && t.chars().any(|c| breaks.contains(&c)) {
+                let kind = &kinds[j];
+                if j < hit.token && kind.breaks {
                     break;
                 }
                 let before = j < hit.token;
@@ -319,9 +339,7 @@ impl Matcher {
                 let inside_negator = j == hit.token && tokens[j].byte_start < hit.byte_start;
                 let near = (before && hit.token - j <= window) || inside_negator;
                 let inside_or_before = j < last;
-                if (near && self.negators.contains(t))
-                    || (inside_or_before && self.clause_negators.contains(t))
-                {
+                if (near && kind.negator) || (inside_or_before && kind.clause_negator) {
                     hit.negated_by = Some(j);
                     break;
                 }
