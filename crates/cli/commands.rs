@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use minsheng_classify::Classifier;
 use minsheng_classify::eval::{Evaluation, read_corpus};
-use minsheng_core::{Call, Hotline};
+use minsheng_core::{Call, Hotline, MAX_TEXT_BYTES, check_text};
 use minsheng_rules::{Diagnostic, Severity, SourceFile};
 
 use crate::embedded;
@@ -65,6 +65,9 @@ pub fn classify_one(
     location: Option<String>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
+    if let Err(problem) = check_text(&text, MAX_TEXT_BYTES) {
+        bail!("the call's text: {problem}");
+    }
     let classifier = load(dir)?;
     let call = Call {
         id: None,
@@ -82,7 +85,7 @@ pub fn classify_one(
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn classify_file(dir: Option<&Path>, path: &Path) -> anyhow::Result<ExitCode> {
+pub fn classify_file(dir: Option<&Path>, path: &Path, skip_bad: bool) -> anyhow::Result<ExitCode> {
     let classifier = load(dir)?;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -107,9 +110,13 @@ pub fn classify_file(dir: Option<&Path>, path: &Path) -> anyhow::Result<ExitCode
         out.write_all(b"\n")?;
     }
     out.flush()?;
-    if bad > 0 {
+    if bad > 0 && skip_bad {
         eprintln!(
-            "error: {bad} line(s) of {shown} could not be read; each has an error object in the output"
+            "warning: {bad} line(s) of {shown} could not be read; each has an error object in the output (--skip-bad)"
+        );
+    } else if bad > 0 {
+        eprintln!(
+            "error: {bad} line(s) of {shown} could not be read; each has an error object in the output (--skip-bad to accept that)"
         );
         return Ok(ExitCode::FAILURE);
     }
@@ -192,30 +199,51 @@ pub fn eval(
     corpus: &Path,
     json: bool,
     misses: bool,
+    skip_bad: bool,
 ) -> anyhow::Result<ExitCode> {
     let classifier = load(dir)?;
     let text = std::fs::read_to_string(corpus)
         .with_context(|| format!("cannot read {}", corpus.display()))?;
     let rules = classifier.rules();
+    let shown = corpus.display().to_string();
     let mut calls = Vec::new();
-    for (_, parsed) in read_corpus(&corpus.display().to_string(), &text) {
-        let c = parsed?;
+    let mut bad = Vec::new();
+    for (line, parsed) in read_corpus(&shown, &text) {
+        let c = match parsed {
+            Ok(c) => c,
+            Err(e) => {
+                bad.push(e.to_string());
+                continue;
+            }
+        };
         let Some(expected) = c.expected.clone() else {
-            bail!(
-                "{}: call {} has no `expected`: eval needs labelled calls",
-                corpus.display(),
+            bad.push(format!(
+                "{shown}:{line}: call {} has no `expected`: eval needs labelled calls",
                 c.id.as_deref().unwrap_or("?")
-            );
+            ));
+            continue;
         };
         if rules.destination_index(&expected.destination).is_none() {
-            bail!(
-                "{}: call {} expects unknown destination `{}`",
-                corpus.display(),
+            bad.push(format!(
+                "{shown}:{line}: call {} expects unknown destination `{}`",
                 c.id.as_deref().unwrap_or("?"),
                 expected.destination
-            );
+            ));
+            continue;
         }
         calls.push((c.call(), expected));
+    }
+    // Every bad line is named, not only the first.
+    let level = if skip_bad { "warning" } else { "error" };
+    for e in &bad {
+        eprintln!("{level}: {e}");
+    }
+    if !bad.is_empty() && !skip_bad {
+        bail!(
+            "{} line(s) of {shown} cannot be measured; fix them, or pass --skip-bad to measure the other {}",
+            bad.len(),
+            calls.len()
+        );
     }
     let started = Instant::now();
     let decisions: Vec<_> = calls.iter().map(|(c, _)| classifier.classify(c)).collect();
@@ -233,7 +261,8 @@ pub fn eval(
             wrong.push((call, expected, decision));
         }
     }
-    let report = evaluation.report(seconds);
+    let mut report = evaluation.report(seconds);
+    report.skipped = bad.len();
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

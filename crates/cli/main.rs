@@ -55,6 +55,10 @@ enum Command {
         /// optional): one JSON decision a line on stdout, in input order.
         #[arg(long, value_name = "FILE.jsonl")]
         input: Option<PathBuf>,
+        /// With --input: a line that cannot be read still gets its error
+        /// object in place, but no longer fails the run.
+        #[arg(long, requires = "input")]
+        skip_bad: bool,
     },
     /// Check or test a rule directory.
     Rules {
@@ -72,6 +76,10 @@ enum Command {
         /// List every wrong call with its explanation.
         #[arg(long)]
         misses: bool,
+        /// Leave out lines that cannot be read (each named on stderr) and
+        /// measure the rest; without it a bad line stops the run.
+        #[arg(long)]
+        skip_bad: bool,
     },
     /// Throughput of full classification against segmentation alone, load
     /// time and peak memory, on one core; with --addr, a load generator
@@ -214,8 +222,9 @@ fn main() -> ExitCode {
             location,
             json,
             input,
+            skip_bad,
         } => match input {
-            Some(path) => commands::classify_file(cli.rules.as_deref(), &path),
+            Some(path) => commands::classify_file(cli.rules.as_deref(), &path, skip_bad),
             None => commands::classify_one(
                 cli.rules.as_deref(),
                 text.unwrap_or_default(),
@@ -234,7 +243,8 @@ fn main() -> ExitCode {
             corpus,
             json,
             misses,
-        } => commands::eval(cli.rules.as_deref(), &corpus, json, misses),
+            skip_bad,
+        } => commands::eval(cli.rules.as_deref(), &corpus, json, misses, skip_bad),
         Command::Bench {
             corpus,
             seconds,

@@ -125,6 +125,9 @@ pub fn report(r: &Report, rules: &RuleSet) -> String {
         r.needs_review,
         r.calls_per_second
     );
+    if r.skipped > 0 {
+        let _ = writeln!(s, "skipped {} bad line(s) (--skip-bad)", r.skipped);
+    }
     let names: Vec<&str> = rules.destinations.iter().map(|d| d.name.as_str()).collect();
     let _ = writeln!(
         s,

@@ -139,6 +139,114 @@ fn eval_json_reports_the_measures_it_promises() {
     assert!(r["calls_per_second"].as_f64().unwrap() > 0.0);
 }
 
+/// A labelled corpus with a bad line in the middle: a call with no text.
+fn corpus_with_a_bad_line() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("labelled.jsonl"),
+        concat!(
+            "{\"id\":\"1\",\"hotline\":\"110\",\"text\":\"快来人有人拿刀砍人了\",\"expected\":{\"destination\":\"police\",\"township\":null}}\n",
+            "{\"id\":\"2\",\"hotline\":\"110\",\"text\":\"   \",\"expected\":{\"destination\":\"police\",\"township\":null}}\n",
+            "{\"id\":\"3\",\"hotline\":\"12345\",\"text\":\"请问社保卡丢了怎么补办\",\"expected\":{\"destination\":\"hotline_12345\",\"township\":null}}\n",
+            "{\"id\":\"4\",\"hotline\":\"110\",\"text\":\"有人打架\",\"expected\":{\"destination\":\"polise\",\"township\":null}}\n",
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn eval_names_every_bad_line_and_measures_nothing_unless_asked() {
+    let dir = corpus_with_a_bad_line();
+    let path = dir.path().join("labelled.jsonl");
+    let out = minsheng(&["eval", "--corpus", path.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        out.stdout.is_empty(),
+        "no report from a corpus with bad lines"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("labelled.jsonl:2:27: text: missing or empty"),
+        "{err}"
+    );
+    assert!(
+        err.contains("labelled.jsonl:4: call 4 expects unknown destination `polise`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("--skip-bad"),
+        "the error says how to go on: {err}"
+    );
+}
+
+#[test]
+fn eval_with_skip_bad_measures_the_rest_and_counts_what_it_left_out() {
+    let dir = corpus_with_a_bad_line();
+    let path = dir.path().join("labelled.jsonl");
+    let out = minsheng(&[
+        "eval",
+        "--corpus",
+        path.to_str().unwrap(),
+        "--json",
+        "--skip-bad",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("warning: "), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("labelled.jsonl:2:"),
+        "{}",
+        stderr(&out)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["total"], 2);
+    assert_eq!(r["skipped"], 2);
+    assert_eq!(r["accuracy"], 1.0);
+    let text = minsheng(&["eval", "--corpus", path.to_str().unwrap(), "--skip-bad"]);
+    assert!(
+        stdout(&text).contains("skipped 2 bad line(s)"),
+        "{}",
+        stdout(&text)
+    );
+}
+
+#[test]
+fn classify_input_with_skip_bad_keeps_the_error_in_place_and_succeeds() {
+    let dir = corpus_with_a_bad_line();
+    let path = dir.path().join("labelled.jsonl");
+    let out = minsheng(&["classify", "--input", path.to_str().unwrap(), "--skip-bad"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "one output line per input line");
+    assert_eq!(lines[1]["line"], 2);
+    assert_eq!(lines[0]["destination"], "police");
+    // Line 4's label names no destination, but classify ignores labels.
+    assert_eq!(lines[3]["destination"], "police");
+}
+
+#[test]
+fn classify_refuses_an_empty_or_oversized_text_with_the_reason() {
+    let out = minsheng(&["classify", " \t "]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr(&out).contains("the call's text: missing or empty"),
+        "{}",
+        stderr(&out)
+    );
+    let long = "吵".repeat(30_000);
+    let out = minsheng(&["classify", &long]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("the call's text: 90000 bytes, more than the 65536 allowed"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn the_embedded_rule_set_is_the_rules_directory() {
     let embedded = minsheng(&["classify", "社保", "--json"]);

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use minsheng_core::{Call, Decision, Hotline, TownshipCode};
+use minsheng_core::{Call, Decision, Hotline, MAX_TEXT_BYTES, TownshipCode, check_text};
 use serde::{Deserialize, Serialize};
 
 /// One line of a corpus file. `expected` is optional so that a day's
@@ -64,23 +64,35 @@ pub struct LineError {
 }
 
 /// Reads a corpus, one result a non-blank line, in order, with the line
-/// number of each.
+/// number of each. A line is bad when it is not a call in the corpus
+/// format, or when its text is empty or over [`MAX_TEXT_BYTES`].
 pub fn read_corpus(path: &str, text: &str) -> Vec<(usize, Result<CorpusCall, LineError>)> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            let parsed = serde_json::from_str::<CorpusCall>(l).map_err(|e| LineError {
+            let error = |column: usize, message: String| LineError {
                 path: path.to_owned(),
                 line: i + 1,
-                column: e.column(),
-                message: e
-                    .to_string()
-                    .split(" at line ")
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned(),
-            });
+                column,
+                message,
+            };
+            let parsed = serde_json::from_str::<CorpusCall>(l)
+                .map_err(|e| {
+                    let message = e.to_string();
+                    let message = message.split(" at line ").next().unwrap_or_default();
+                    error(e.column(), message.to_owned())
+                })
+                .and_then(|c| match check_text(&c.text, MAX_TEXT_BYTES) {
+                    Ok(()) => Ok(c),
+                    Err(problem) => {
+                        // Point at the `text` key (characters, 1-based).
+                        let column = l
+                            .find("\"text\"")
+                            .map_or(1, |byte| l[..byte].chars().count() + 1);
+                        Err(error(column, format!("text: {problem}")))
+                    }
+                });
             (i + 1, parsed)
         })
         .collect()
@@ -124,6 +136,10 @@ pub struct Report {
     pub township_accuracy_on_township_calls: f64,
     /// Calls flagged for review.
     pub needs_review: usize,
+    /// Lines of the corpus that could not be read and were left out
+    /// (only with `--skip-bad`; otherwise a bad line stops the run).
+    #[serde(default)]
+    pub skipped: usize,
     /// Classification throughput of the run (parsing excluded).
     pub calls_per_second: f64,
 }
@@ -230,6 +246,7 @@ impl Evaluation {
                 self.town_calls_total,
             ),
             needs_review: self.needs_review,
+            skipped: 0,
             calls_per_second: if seconds > 0.0 {
                 (self.total as f64 / seconds).round()
             } else {
@@ -266,5 +283,26 @@ mod tests {
         assert_eq!(err.line, 3);
         assert!(err.to_string().starts_with("calls.jsonl:3:"), "{err}");
         assert!(err.message.contains("unknown hotline \"911\""), "{err}");
+    }
+
+    #[test]
+    fn empty_and_oversized_texts_are_bad_lines_that_point_at_the_text() {
+        let long = "报".repeat(MAX_TEXT_BYTES / 3 + 1);
+        let text = format!(
+            "{{\"hotline\":\"110\",\"text\":\"  \"}}\n{{\"hotline\":\"110\",\"text\":\"{long}\"}}\n{{\"hotline\":\"110\",\"text\":\"有人打架\"}}\n"
+        );
+        let got = read_corpus("c.jsonl", &text);
+        let err = got[0].1.as_ref().unwrap_err();
+        assert_eq!(err.to_string(), "c.jsonl:1:18: text: missing or empty");
+        let err = got[1].1.as_ref().unwrap_err();
+        assert_eq!((err.line, err.column), (2, 18));
+        assert!(
+            err.message.starts_with(&format!(
+                "text: {} bytes, more than the 65536 allowed",
+                long.len()
+            )),
+            "{err}"
+        );
+        assert!(got[2].1.is_ok());
     }
 }

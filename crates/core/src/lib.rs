@@ -197,6 +197,25 @@ pub struct Call {
     pub township: Option<TownshipCode>,
 }
 
+/// The longest call text taken by default, in bytes (64 KiB).
+pub const MAX_TEXT_BYTES: usize = 64 << 10;
+
+/// Why a call's text cannot be classified: empty or only whitespace, or
+/// longer than `max_bytes`. The message names the problem, not the field:
+/// each caller adds where the text came from.
+pub fn check_text(text: &str, max_bytes: usize) -> Result<(), String> {
+    if text.trim().is_empty() {
+        return Err("missing or empty".to_owned());
+    }
+    if text.len() > max_bytes {
+        return Err(format!(
+            "{} bytes, more than the {max_bytes} allowed",
+            text.len()
+        ));
+    }
+    Ok(())
+}
+
 /// A caller's number as logs and exports show it: the first three and the
 /// last four characters, the rest as `*` (`13812345678` → `138****5678`).
 /// A number of seven characters or fewer is masked whole.

@@ -248,7 +248,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             max_message_bytes: 1 << 20,
-            max_text_bytes: 64 << 10,
+            max_text_bytes: minsheng_core::MAX_TEXT_BYTES,
         }
     }
 }
