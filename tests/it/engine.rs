@@ -138,6 +138,25 @@ fn a_mistaken_belief_cancels_the_rest_of_its_clause_only() {
 }
 
 #[test]
+fn a_retraction_takes_back_its_sentence_only() {
+    let d = classify("楼道里有人拿着菜刀……哦不是，是对门在杀鱼");
+    assert_ne!(d.destination, "police", "{:?}", d.fired);
+    assert!(
+        d.negated.iter().any(|n| n.text == "菜刀"),
+        "{:?}",
+        d.negated
+    );
+    // Far before the retraction, across clauses, still in its sentence.
+    let d = classify("我要说的是，刚才楼下有个人受伤了，流了好多血，说错了，是番茄酱");
+    assert_ne!(d.destination, "police", "{:?}", d.fired);
+    // A sentence before it stands, and so does what comes after it.
+    let d = classify("有人拿着菜刀。刚才说的树倒了，哦不是，是电线杆");
+    assert_eq!(d.destination, "police", "{:?}", d.negated);
+    let d = classify("哦不是吵架，他拿着菜刀");
+    assert_eq!(d.destination, "police", "{:?}", d.negated);
+}
+
+#[test]
 fn negation_reaches_only_its_window() {
     // 没 is more than three tokens before 流血.
     let d = classify("我没想到他会这样打得我流血");

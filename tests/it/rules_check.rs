@@ -12,7 +12,7 @@ fn every_problem_of_a_broken_directory_is_reported_in_one_run() {
     assert_text_eq(&expected, &stderr(&out));
     assert_eq!(
         stdout(&out),
-        "tests/fixtures/broken: 11 error(s), 3 warning(s)\n"
+        "tests/fixtures/broken: 12 error(s), 3 warning(s)\n"
     );
 }
 
@@ -22,7 +22,7 @@ fn warnings_alone_exit_zero() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         stdout(&out),
-        "tests/fixtures/mini: 10 rules, 8 lists, 0 examples: ok, 0 warning(s)\n"
+        "tests/fixtures/mini: 10 rules, 9 lists, 0 examples: ok, 0 warning(s)\n"
     );
 }
 

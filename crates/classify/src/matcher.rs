@@ -52,7 +52,12 @@ pub(crate) struct Matcher {
     pub(crate) list_rules: Vec<Vec<usize>>,
     negators: HashSet<String>,
     clause_negators: HashSet<String>,
+    /// The retractors ("哦不是", "说错了"), found in the text.
+    retractors: Option<AhoCorasick>,
 }
+
+/// Where a sentence ends: a retraction reaches back no further.
+const SENTENCE_BREAKS: &[char] = &['。', '！', '？', '!', '?', '\n'];
 
 /// What a token is, for negation.
 struct TokenKind {
@@ -219,6 +224,9 @@ impl Matcher {
             .build(&phrase_patterns)
             .expect("phrase automaton: patterns are plain strings");
         let negators = rules.negation.negators.iter().cloned().collect();
+        let retractors = (!rules.negation.retractors.is_empty()).then(|| {
+            AhoCorasick::new(&rules.negation.retractors).expect("retractors: a few plain strings")
+        });
         Matcher {
             terms,
             tokens,
@@ -233,6 +241,7 @@ impl Matcher {
             list_rules,
             negators,
             clause_negators: rules.negation.clause_negators.iter().cloned().collect(),
+            retractors,
         }
     }
 
@@ -342,6 +351,25 @@ impl Matcher {
                 if (near && kind.negator) || (inside_or_before && kind.clause_negator) {
                     hit.negated_by = Some(j);
                     break;
+                }
+            }
+        }
+        // A retraction ("我邻居拿刀……哦不是，说错了") takes back every
+        // keyword before it in its sentence.
+        if let Some(retractors) = &self.retractors {
+            for m in retractors.find_iter(text) {
+                let sentence_start = text[..m.start()]
+                    .char_indices()
+                    .rev()
+                    .find(|(_, c)| SENTENCE_BREAKS.contains(c))
+                    .map_or(0, |(i, c)| i + c.len_utf8());
+                for hit in &mut hits {
+                    if hit.negated_by.is_none()
+                        && hit.byte_start >= sentence_start
+                        && hit.byte_end <= m.start()
+                    {
+                        hit.negated_by = Some(token_at(m.start()));
+                    }
                 }
             }
         }

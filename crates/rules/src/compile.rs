@@ -334,14 +334,22 @@ impl Compiler {
                 format!("negation window must be 1 to 10 tokens, not {window}"),
             );
         }
-        let negators = self.negator_list(file, &n.negators, lists, list_index, used)?;
+        // Each setting is checked even when another is wrong: every
+        // problem in one run.
+        let negators = self.negator_list(file, &n.negators, lists, list_index, used);
         let clause_negators = match &n.clause_negators {
-            Some(name) => self.negator_list(file, name, lists, list_index, used)?,
-            None => Vec::new(),
+            Some(name) => self.negator_list(file, name, lists, list_index, used),
+            None => Some(Vec::new()),
         };
+        let retractors = match &n.retractors {
+            Some(name) => self.retractor_list(file, name, lists, list_index, used),
+            None => Some(Vec::new()),
+        };
+        let (negators, clause_negators, retractors) = (negators?, clause_negators?, retractors?);
         Some(Negation {
             negators,
             clause_negators,
+            retractors,
             window: window.clamp(1, 10) as usize,
             clause_breaks: n.clause_breaks.chars().collect(),
         })
@@ -356,6 +364,54 @@ impl Compiler {
         list_index: &HashMap<String, usize>,
         used: &mut HashSet<usize>,
     ) -> Option<Vec<String>> {
+        let index = self.setting_list(file, name, list_index, used)?;
+        let mut words = Vec::new();
+        for term in &lists[index].terms {
+            match &term.kind {
+                TermKind::Token(t) => words.push(t.clone()),
+                _ => {
+                    self.error(Code::Settings, term.location.clone(), "negators are matched as tokens: write plain words, not phrases or patterns");
+                }
+            }
+        }
+        Some(words)
+    }
+
+    /// The strings of the list `retractors` names: words or phrases,
+    /// found in the text wherever the segmenter cuts them.
+    fn retractor_list(
+        &mut self,
+        file: &Arc<SourceFile>,
+        name: &Spanned<String>,
+        lists: &[WordList],
+        list_index: &HashMap<String, usize>,
+        used: &mut HashSet<usize>,
+    ) -> Option<Vec<String>> {
+        let index = self.setting_list(file, name, list_index, used)?;
+        let mut words = Vec::new();
+        for term in &lists[index].terms {
+            match &term.kind {
+                TermKind::Token(t) | TermKind::Phrase(t) => words.push(t.clone()),
+                TermKind::Regex(_) => {
+                    self.error(
+                        Code::Settings,
+                        term.location.clone(),
+                        "retractors are found as plain text: write words or phrases, not patterns",
+                    );
+                }
+            }
+        }
+        Some(words)
+    }
+
+    /// The list a negation setting names (`"@negator"`), marked used.
+    fn setting_list(
+        &mut self,
+        file: &Arc<SourceFile>,
+        name: &Spanned<String>,
+        list_index: &HashMap<String, usize>,
+        used: &mut HashSet<usize>,
+    ) -> Option<usize> {
         let Some(bare) = name.get_ref().strip_prefix('@') else {
             self.error(
                 Code::Settings,
@@ -373,16 +429,7 @@ impl Compiler {
             return None;
         };
         used.insert(index);
-        let mut words = Vec::new();
-        for term in &lists[index].terms {
-            match &term.kind {
-                TermKind::Token(t) => words.push(t.clone()),
-                _ => {
-                    self.error(Code::Settings, term.location.clone(), "negators are matched as tokens: write plain words, not phrases or patterns");
-                }
-            }
-        }
-        Some(words)
+        Some(index)
     }
 
     fn list(

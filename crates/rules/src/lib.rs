@@ -151,6 +151,10 @@ pub struct Negation {
     /// Tokens that cancel every keyword after them to the end of their
     /// clause, however far ("以为是什么东西炸了": a mistaken belief).
     pub clause_negators: Vec<String>,
+    /// Words by which a caller takes back what they just said ("哦不是",
+    /// "说错了"): every keyword before one, back to the start of its
+    /// sentence, does not count. Matched on the text, not on tokens.
+    pub retractors: Vec<String>,
     /// How many tokens before a keyword a negator reaches.
     pub window: usize,
     /// Characters that end a clause; negation never crosses them.

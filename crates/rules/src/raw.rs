@@ -26,6 +26,8 @@ pub struct RawNegation {
     pub negators: Spanned<String>,
     #[serde(default)]
     pub clause_negators: Option<Spanned<String>>,
+    #[serde(default)]
+    pub retractors: Option<Spanned<String>>,
     pub window: Spanned<i64>,
     pub clause_breaks: String,
 }
