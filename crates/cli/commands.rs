@@ -125,7 +125,18 @@ pub fn classify_file(dir: Option<&Path>, path: &Path, skip_bad: bool) -> anyhow:
 
 pub fn rules_check(dir: Option<&Path>) -> anyhow::Result<ExitCode> {
     let dir = default_dir(dir);
-    let files = rule_files(dir.as_deref())?;
+    let files = match rule_files(dir.as_deref()) {
+        Ok(files) => files,
+        // A file that is not text is a problem in the rules, like any
+        // other: named with its place, exit 1.
+        Err(e) => match e.downcast_ref::<minsheng_rules::LoadError>() {
+            Some(not_text @ minsheng_rules::LoadError::NotUtf8 { .. }) => {
+                eprintln!("error: {not_text}");
+                return Ok(ExitCode::FAILURE);
+            }
+            _ => return Err(e),
+        },
+    };
     let dictionaries: Vec<_> = files
         .iter()
         .filter(|f| minsheng_rules::is_dictionary(f))
@@ -245,6 +256,9 @@ pub fn eval(
             calls.len()
         );
     }
+    if calls.is_empty() {
+        bail!("{shown} holds no labelled call to measure");
+    }
     let started = Instant::now();
     let decisions: Vec<_> = calls.iter().map(|(c, _)| classifier.classify(c)).collect();
     let seconds = started.elapsed().as_secs_f64();
@@ -255,24 +269,65 @@ pub fn eval(
         .find(|d| d.per_township)
         .map(|d| d.name.clone());
     let mut evaluation = Evaluation::new(names, per_township);
+    // A miss: the wrong destination, or the wrong township where the
+    // expected one is known.
     let mut wrong = Vec::new();
     for ((call, expected), decision) in calls.iter().zip(&decisions) {
-        if !evaluation.record(expected, decision) {
+        let right = evaluation.record(expected, decision);
+        let got_township = decision.township.as_ref().map(|t| &t.code);
+        let township_wrong = expected
+            .township
+            .as_ref()
+            .is_some_and(|want| got_township != Some(want));
+        if !right || township_wrong {
             wrong.push((call, expected, decision));
         }
     }
     let mut report = evaluation.report(seconds);
     report.skipped = bad.len();
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render::report(&report, rules));
+        // One object: with --misses, the misses are a key of it.
+        let mut value = serde_json::to_value(&report)?;
+        if misses {
+            let list: Vec<_> = wrong
+                .iter()
+                .map(|(call, expected, decision)| {
+                    serde_json::json!({
+                        "id": call.id,
+                        "hotline": call.hotline,
+                        "text": call.text,
+                        "location": call.location,
+                        "expected": {
+                            "destination": expected.destination,
+                            "township": expected.township,
+                        },
+                        "decision": decision,
+                    })
+                })
+                .collect();
+            value["misses"] = serde_json::Value::Array(list);
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
     }
+    print!("{}", render::report(&report, rules));
     if misses {
         println!("\nmisses ({}):", wrong.len());
         for (call, expected, decision) in wrong {
+            let place = |code: Option<&minsheng_core::TownshipCode>| {
+                code.map_or_else(|| "unassigned".to_owned(), ToString::to_string)
+            };
+            let township = match &expected.township {
+                Some(want) if decision.township.as_ref().map(|t| &t.code) != Some(want) => {
+                    format!(
+                        "; township expected {want}, got {}",
+                        place(decision.township.as_ref().map(|t| &t.code))
+                    )
+                }
+                _ => String::new(),
+            };
             println!(
-                "\n{} [{}] expected {}, got {}{}",
+                "\n{} [{}] expected {}, got {}{}{township}",
                 call.id.as_deref().unwrap_or("?"),
                 call.hotline,
                 expected.destination,

@@ -248,6 +248,83 @@ fn classify_refuses_an_empty_or_oversized_text_with_the_reason() {
 }
 
 #[test]
+fn eval_json_with_misses_is_one_object_that_lists_destination_and_township_misses() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("labelled.jsonl");
+    std::fs::write(
+        &path,
+        concat!(
+            // right
+            "{\"id\":\"ok\",\"hotline\":\"110\",\"text\":\"快来人有人拿刀砍人了\",\"expected\":{\"destination\":\"police\",\"township\":null}}\n",
+            // the wrong destination
+            "{\"id\":\"dest\",\"hotline\":\"12345\",\"text\":\"请问社保卡丢了怎么补办\",\"expected\":{\"destination\":\"police\",\"township\":null}}\n",
+            // the right destination in the wrong township
+            "{\"id\":\"town\",\"hotline\":\"12345\",\"text\":\"隔壁装修从早上七点开始砸墙，现在还在砸\",\"location\":\"乌镇镇\",\"expected\":{\"destination\":\"township\",\"township\":\"330402011\"}}\n",
+        ),
+    )
+    .unwrap();
+    let out = minsheng(&[
+        "eval",
+        "--corpus",
+        path.to_str().unwrap(),
+        "--json",
+        "--misses",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: not one JSON object:\n{}", stdout(&out)));
+    assert_eq!(r["total"], 3);
+    let ids: Vec<&str> = r["misses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["dest", "town"]);
+    assert_eq!(r["misses"][1]["decision"]["township"]["code"], "330483100");
+    assert_eq!(r["misses"][1]["expected"]["township"], "330402011");
+    let text = minsheng(&["eval", "--corpus", path.to_str().unwrap(), "--misses"]);
+    assert!(
+        stdout(&text).contains("town [12345] expected township, got township; township expected 330402011, got 330483100"),
+        "{}",
+        stdout(&text)
+    );
+}
+
+#[test]
+fn eval_refuses_a_corpus_with_no_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.jsonl");
+    std::fs::write(&path, "\n\n").unwrap();
+    let out = minsheng(&["eval", "--corpus", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("holds no labelled call to measure"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn control_and_zero_width_characters_never_reach_the_terminal_or_pass_as_text() {
+    let out = minsheng(&["classify", "有人\u{1b}[2J拿\u{200B}刀砍人"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        !text.contains('\u{1b}'),
+        "an escape reached the output: {text:?}"
+    );
+    assert!(text.starts_with("destination  police"), "{text}");
+    let out = minsheng(&["classify", "\u{200B}\u{FEFF} \u{1b}"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("the call's text: missing or empty"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn the_embedded_rule_set_is_the_rules_directory() {
     let embedded = minsheng(&["classify", "社保", "--json"]);
     let from_dir = minsheng(&["--rules", "rules", "classify", "社保", "--json"]);

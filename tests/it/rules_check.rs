@@ -17,6 +17,40 @@ fn every_problem_of_a_broken_directory_is_reported_in_one_run() {
 }
 
 #[test]
+fn a_file_that_is_not_utf8_is_named_with_its_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture("mini")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let dict = dir.path().join("extra.dict");
+    std::fs::write(
+        &dict,
+        b"\xe5\x8f\x96\xe6\xac\xbe\xe6\x89\x8b 100 n\nab\xff 10 n\n",
+    )
+    .unwrap();
+    let out = minsheng(&["rules", "check", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "a problem in the rules exits 1");
+    assert!(
+        stderr(&out).contains("extra.dict:2:3: not valid UTF-8 (byte 18)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_missing_directory_is_named_once() {
+    let out = minsheng(&["rules", "check", "tests/fixtures/no-such-dir"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert_eq!(
+        err.matches("No such file or directory").count(),
+        1,
+        "the cause is said once: {err}"
+    );
+}
+
+#[test]
 fn warnings_alone_exit_zero() {
     let out = minsheng(&["rules", "check", "tests/fixtures/mini"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

@@ -14,7 +14,7 @@
 /// digits, and every decision, explanation and export then carries the
 /// masked form only.
 pub fn normalize(text: &str) -> String {
-    let folded: String = text.chars().map(fold_width).collect();
+    let folded: String = text.chars().filter_map(fold_width).collect();
     let simplified = zhconv::zhconv(&folded, zhconv::Variant::ZhHans);
     mask_numbers(&particle_zhe(&simplified))
 }
@@ -74,12 +74,18 @@ fn mask_numbers(text: &str) -> String {
     out
 }
 
-/// Folds one full-width character (U+FF01–U+FF5E, U+3000) to ASCII.
-fn fold_width(c: char) -> char {
+/// Folds one full-width character (U+FF01–U+FF5E, U+3000) to ASCII;
+/// control characters other than a line break become a space (a terminal
+/// escape in a call's text is never shown raw), and zero-width characters
+/// are dropped (拿\u{200B}刀 is 拿刀).
+fn fold_width(c: char) -> Option<char> {
     match c {
-        '\u{3000}' => ' ',
-        '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-        _ => c,
+        '\u{3000}' => Some(' '),
+        '\u{FF01}'..='\u{FF5E}' => Some(char::from_u32(c as u32 - 0xFEE0).unwrap_or(c)),
+        '\n' => Some('\n'),
+        c if minsheng_core::is_invisible(c) => None,
+        c if c.is_control() => Some(' '),
+        _ => Some(c),
     }
 }
 
@@ -116,6 +122,14 @@ mod tests {
             "转了38000元,车牌浙F12345,1381234567"
         );
         assert_eq!(normalize("１３８１２３４５６７８"), "138****5678");
+    }
+
+    #[test]
+    fn control_characters_are_spaces_and_zero_width_ones_are_gone() {
+        assert_eq!(
+            normalize("有人\u{1b}[2J拿\u{200B}刀\t快来\r\n"),
+            "有人 [2J拿刀 快来 \n"
+        );
     }
 
     #[test]

@@ -204,7 +204,7 @@ pub const MAX_TEXT_BYTES: usize = 64 << 10;
 /// longer than `max_bytes`. The message names the problem, not the field:
 /// each caller adds where the text came from.
 pub fn check_text(text: &str, max_bytes: usize) -> Result<(), String> {
-    if text.trim().is_empty() {
+    if is_blank(text) {
         return Err("missing or empty".to_owned());
     }
     if text.len() > max_bytes {
@@ -214,6 +214,19 @@ pub fn check_text(text: &str, max_bytes: usize) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Whether a text has nothing to read: only whitespace, control and
+/// zero-width characters.
+pub fn is_blank(text: &str) -> bool {
+    text.chars()
+        .all(|c| c.is_whitespace() || c.is_control() || is_invisible(c))
+}
+
+/// Zero-width characters (spaces, joiners, the byte-order mark): they
+/// take no room and separate nothing.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}')
 }
 
 /// A caller's number as logs and exports show it: the first three and the

@@ -317,18 +317,23 @@ pub struct Example {
 #[non_exhaustive]
 pub enum LoadError {
     /// The directory or a file in it could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {cause}")]
     Io {
         /// The path.
         path: String,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (not a chained source: the message already says it,
+        /// and a chain would say it twice).
+        cause: std::io::Error,
     },
     /// A file that is not UTF-8.
-    #[error("{path}: not valid UTF-8 (byte {offset})")]
+    #[error("{path}:{line}:{column}: not valid UTF-8 (byte {offset}): save the file as UTF-8")]
     NotUtf8 {
         /// The path.
         path: String,
+        /// The 1-based line of the first bad byte.
+        line: usize,
+        /// Its 1-based column, in characters.
+        column: usize,
         /// The first bad byte.
         offset: usize,
     },
@@ -336,9 +341,9 @@ pub enum LoadError {
 
 /// Reads every file of a rule directory (not recursing), in name order.
 pub fn read_dir(dir: &Path) -> Result<Vec<Arc<SourceFile>>, LoadError> {
-    let io = |path: &Path, source| LoadError::Io {
+    let io = |path: &Path, cause| LoadError::Io {
         path: path.display().to_string(),
-        source,
+        cause,
     };
     let mut paths = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
@@ -362,9 +367,23 @@ pub fn read_dir(dir: &Path) -> Result<Vec<Arc<SourceFile>>, LoadError> {
 pub fn from_bytes(path: &str, bytes: Vec<u8>) -> Result<Arc<SourceFile>, LoadError> {
     match String::from_utf8(bytes) {
         Ok(text) => Ok(SourceFile::new(path, text)),
-        Err(e) => Err(LoadError::NotUtf8 {
-            path: path.to_owned(),
-            offset: e.utf8_error().valid_up_to(),
-        }),
+        Err(e) => {
+            let offset = e.utf8_error().valid_up_to();
+            let valid = String::from_utf8_lossy(&e.as_bytes()[..offset]);
+            let line = valid.matches('\n').count() + 1;
+            let column = valid
+                .rsplit('\n')
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .count()
+                + 1;
+            Err(LoadError::NotUtf8 {
+                path: path.to_owned(),
+                line,
+                column,
+                offset,
+            })
+        }
     }
 }

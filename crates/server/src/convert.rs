@@ -93,7 +93,7 @@ pub fn check_call(
     }
     at_most("call_id", &c.call_id, MAX_ID)?;
     let hotline = hotline(c.hotline)?;
-    if c.text.trim().is_empty() {
+    if minsheng_core::is_blank(&c.text) {
         return Err(invalid("text", "missing or empty"));
     }
     at_most("text", &c.text, max_text)?;
