@@ -12,7 +12,7 @@ fn every_problem_of_a_broken_directory_is_reported_in_one_run() {
     assert_text_eq(&expected, &stderr(&out));
     assert_eq!(
         stdout(&out),
-        "tests/fixtures/broken: 12 error(s), 3 warning(s)\n"
+        "tests/fixtures/broken: 20 error(s), 5 warning(s)\n"
     );
 }
 

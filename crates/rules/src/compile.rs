@@ -41,6 +41,15 @@ impl Checked {
 pub fn compile(files: Vec<Arc<SourceFile>>) -> Checked {
     let mut cx = Compiler::default();
     let rule_set = cx.run(files);
+    // A list whose definition had its own error is not also "unknown"
+    // wherever it is used: that would bury the real problem.
+    let dropped = std::mem::take(&mut cx.dropped_lists);
+    cx.diags.retain(|d| {
+        d.code != Code::UnknownList
+            || !dropped
+                .iter()
+                .any(|name| d.message == format!("unknown list `@{name}`"))
+    });
     let has_error = cx.diags.iter().any(|d| d.severity() == Severity::Error);
     Checked {
         rule_set: if has_error { None } else { rule_set },
@@ -51,6 +60,37 @@ pub fn compile(files: Vec<Arc<SourceFile>>) -> Checked {
 #[derive(Default)]
 struct Compiler {
     diags: Vec<Diagnostic>,
+    /// Lists left out because their own definition could not be read.
+    dropped_lists: HashSet<String>,
+}
+
+/// How many broken items of one rule file are set aside, each with its
+/// error, before the rest of the file is given up.
+const MAX_RECOVERIES: usize = 100;
+
+/// The byte range of the top-level item (`[list.x]`, `[[rule]]`,
+/// `[[example]]`, `[[rewrite]]`) that holds `offset`: from its header line
+/// to the next header line. `None` before the first header.
+fn item_around(text: &str, offset: usize) -> Option<std::ops::Range<usize>> {
+    let mut start = None;
+    let mut line_start = 0;
+    for line in text.split_inclusive('\n') {
+        let is_header = line.trim_start().starts_with('[');
+        if is_header {
+            if line_start > offset {
+                return start.map(|s| s..line_start);
+            }
+            start = Some(line_start);
+        }
+        line_start += line.len();
+    }
+    start.map(|s| s..text.len())
+}
+
+/// The list a `[list.NAME]` header line defines.
+fn list_header(line: &str) -> Option<&str> {
+    let name = line.trim().strip_prefix("[list.")?.split(']').next()?;
+    Some(name.trim().trim_matches('"'))
 }
 
 fn loc<T>(file: &Arc<SourceFile>, s: &Spanned<T>) -> Location {
@@ -67,17 +107,59 @@ impl Compiler {
         match toml::from_str::<T>(&file.text) {
             Ok(v) => Some(v),
             Err(e) => {
-                let span = e.span().unwrap_or(0..0);
-                let message = e.message().trim().to_owned();
-                let code = if message.contains("unknown field") {
-                    Code::UnknownKey
-                } else {
-                    Code::Syntax
-                };
-                self.error(code, Location::new(file, span), message);
+                self.toml_error(file, &e);
                 None
             }
         }
+    }
+
+    fn toml_error(&mut self, file: &Arc<SourceFile>, e: &toml::de::Error) {
+        let span = e.span().unwrap_or(0..0);
+        let message = e.message().trim().to_owned();
+        let code = if message.contains("unknown field") {
+            Code::UnknownKey
+        } else {
+            Code::Syntax
+        };
+        self.error(code, Location::new(file, span), message);
+    }
+
+    /// A rule file, item by item where it must: an item with an error is
+    /// reported and set aside (blanked in place, so that every other
+    /// offset stays true), and the rest of the file is read again. Every
+    /// broken item of the file is reported in one run, and the good ones
+    /// are still checked.
+    fn parse_rule_file(&mut self, file: &Arc<SourceFile>) -> Option<RawRuleFile> {
+        let mut text = file.text.clone();
+        for _ in 0..MAX_RECOVERIES {
+            let e = match toml::from_str::<RawRuleFile>(&text) {
+                Ok(raw) => return Some(raw),
+                Err(e) => e,
+            };
+            self.toml_error(file, &e);
+            let item = e.span().and_then(|span| item_around(&text, span.start));
+            let Some(item) = item.filter(|r| !text[r.clone()].trim().is_empty()) else {
+                break;
+            };
+            if let Some(name) = text[item.clone()].lines().next().and_then(list_header) {
+                self.dropped_lists.insert(name.to_owned());
+            }
+            let blank: String = text[item.clone()]
+                .chars()
+                .flat_map(|c| {
+                    let n = if c == '\n' { 0 } else { c.len_utf8() };
+                    std::iter::repeat_n(' ', n).chain((c == '\n').then_some('\n'))
+                })
+                .collect();
+            text.replace_range(item, &blank);
+        }
+        // Given up: every list the file defines is dropped with it.
+        for line in file.text.lines() {
+            if let Some(name) = list_header(line) {
+                self.dropped_lists.insert(name.to_owned());
+            }
+        }
+        None
     }
 
     fn run(&mut self, files: Vec<Arc<SourceFile>>) -> Option<RuleSet> {
@@ -97,7 +179,7 @@ impl Compiler {
             } else if crate::is_dictionary(&file) {
                 dictionaries.push(file);
             } else if name.ends_with(".toml") {
-                if let Some(raw) = self.parse::<RawRuleFile>(&file) {
+                if let Some(raw) = self.parse_rule_file(&file) {
                     rule_files.push((file, raw));
                 }
             }
@@ -157,6 +239,15 @@ impl Compiler {
             &mut used_lists,
         );
 
+        // The township codes of townships.csv (its first column), so that an
+        // example naming a code that does not exist is caught here.
+        let known_codes: Option<HashSet<&str>> = townships.as_ref().map(|f| {
+            f.text
+                .lines()
+                .filter_map(|l| l.split(',').next())
+                .map(str::trim)
+                .collect()
+        });
         let mut rules = Vec::new();
         let mut examples = Vec::new();
         let mut rewrites: Vec<Rewrite> = Vec::new();
@@ -187,7 +278,9 @@ impl Compiler {
                 }
             }
             for raw_example in &raw.examples {
-                if let Some(example) = self.example(file, raw_example, &dest_names) {
+                if let Some(example) =
+                    self.example(file, raw_example, &dest_names, known_codes.as_ref())
+                {
                     examples.push(example);
                 }
             }
@@ -795,6 +888,7 @@ impl Compiler {
         file: &Arc<SourceFile>,
         raw: &RawExample,
         dest_names: &[&str],
+        known_codes: Option<&HashSet<&str>>,
     ) -> Option<Example> {
         let at = loc(file, &raw.text);
         if raw.text.get_ref().trim().is_empty() {
@@ -828,7 +922,18 @@ impl Compiler {
         let township = match &raw.township {
             None => None,
             Some(t) if t.get_ref() == "none" => Some(ExpectedTownship::Unassigned),
-            Some(t) => match t.get_ref().parse() {
+            Some(t) => match t.get_ref().parse::<minsheng_core::TownshipCode>() {
+                Ok(code)
+                    if known_codes.is_some_and(|known| !known.contains(t.get_ref().as_str())) =>
+                {
+                    self.error(
+                        Code::BadExample,
+                        loc(file, t),
+                        format!("no township {code} in townships.csv"),
+                    )
+                    .help = Some("write a code from townships.csv, or \"none\"".into());
+                    None
+                }
                 Ok(code) => Some(ExpectedTownship::Code(code)),
                 Err(e) => {
                     self.error(Code::BadExample, loc(file, t), e.to_string())
