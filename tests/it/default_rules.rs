@@ -47,6 +47,27 @@ fn every_township_and_district_name_comes_out_as_one_token() {
         let toks: Vec<&str> = seg.cut(word).iter().map(|t| t.text).collect();
         assert_eq!(toks, [word]);
     }
+    // And in a sentence, where a neighbouring character could pull them apart.
+    let toks: Vec<&str> = seg
+        .cut("他是取款手，骑电动车去共享法庭申请司法确认")
+        .iter()
+        .map(|t| t.text)
+        .collect();
+    assert_eq!(
+        toks,
+        [
+            "他",
+            "是",
+            "取款手",
+            "，",
+            "骑",
+            "电动车",
+            "去",
+            "共享法庭",
+            "申请",
+            "司法确认"
+        ]
+    );
 }
 
 #[test]
