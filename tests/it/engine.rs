@@ -433,3 +433,19 @@ fn a_pattern_runs_where_its_start_and_its_end_are_both_seen() {
         d.fired
     );
 }
+
+#[test]
+fn a_pattern_too_big_to_build_is_an_error_at_its_place_not_a_panic() {
+    // Well formed (it parses), but a million repetitions of a class is
+    // over the size limit of the regular expression engine.
+    let dir = tempdir_with_rule(
+        "[[rule]]\nid = \"police.huge\"\ndescription = \"too big\"\ndestination = \"police\"\ncategory = \"治安\"\nurgency = \"urgent\"\nany = [{ regex = '(?:砍\\w{1000}){1000}' }]\n",
+    );
+    let checked = minsheng_rules::compile(minsheng_rules::read_dir(dir.path()).unwrap());
+    let rules = checked.rule_set.expect("the rule compiler only parses patterns");
+    let err = Classifier::new(rules).expect_err("the matcher cannot build it");
+    let d = &err.diagnostics[0];
+    assert_eq!(d.code.as_str(), "R005");
+    assert!(d.message.contains("cannot be built"), "{}", d.message);
+    assert!(d.render().contains("extra.toml:7:"), "{}", d.render());
+}

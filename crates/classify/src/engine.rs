@@ -40,9 +40,19 @@ impl Classifier {
     pub fn new(rules: RuleSet) -> Result<Classifier, BuildError> {
         let gazetteer = build_gazetteer(&rules)?;
         let place_words = gazetteer.dictionary_words();
-        let segmenter = Segmenter::new(&rules.dictionaries, &place_words)
-            .map_err(|diagnostics| BuildError { diagnostics })?;
-        let matcher = Matcher::new(&rules);
+        // The segmenter (jieba's dictionary and ours) and the matcher (the
+        // automaton and every pattern) need nothing of each other: built
+        // side by side, loading takes the longer of the two, not the sum.
+        let (segmenter, matcher) = std::thread::scope(|scope| {
+            let segmenter = scope.spawn(|| Segmenter::new(&rules.dictionaries, &place_words));
+            let matcher = Matcher::new(&rules);
+            let segmenter = segmenter
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (segmenter, matcher)
+        });
+        let segmenter = segmenter.map_err(|diagnostics| BuildError { diagnostics })?;
+        let matcher = matcher.map_err(|diagnostics| BuildError { diagnostics })?;
         let rewriter = (!rules.rewrites.is_empty()).then(|| {
             let automaton = AhoCorasick::builder()
                 .match_kind(aho_corasick::MatchKind::LeftmostLongest)

@@ -7,8 +7,9 @@ use std::collections::{HashMap, HashSet};
 
 use aho_corasick::AhoCorasick;
 use minsheng_core::MatchKind;
-use minsheng_rules::{Condition, RuleSet, TermKind};
+use minsheng_rules::{Code, Condition, Diagnostic, RuleSet, TermKind};
 use regex_automata::meta::Regex as MetaRegex;
+use regex_automata::nfa::thompson::WhichCaptures;
 use regex_automata::{Anchored, Input};
 use regex_syntax::hir::literal::{ExtractKind, Extractor, Seq};
 
@@ -80,7 +81,9 @@ pub(crate) struct Hit {
 }
 
 impl Matcher {
-    pub(crate) fn new(rules: &RuleSet) -> Matcher {
+    /// Compiles every term of the rule set; a pattern too big to build is
+    /// an error at its place.
+    pub(crate) fn new(rules: &RuleSet) -> Result<Matcher, Vec<Diagnostic>> {
         let mut terms: Vec<TermInfo> = Vec::new();
         let mut ids: HashMap<(MatchKind, String), usize> = HashMap::new();
         let mut tokens = HashMap::new();
@@ -90,6 +93,11 @@ impl Matcher {
         let mut always_run = Vec::new();
         let mut suffix_gated = Vec::new();
         let mut regex_sources: Vec<String> = Vec::new();
+        let mut failed: Vec<Diagnostic> = Vec::new();
+        // Only the span of a match is used: the groups a pattern writes
+        // for alternation need no capture slots, which makes each pattern
+        // smaller and quicker to build.
+        let config = MetaRegex::config().which_captures(WhichCaptures::Implicit);
         let mut intern = |term: &minsheng_rules::Term| -> usize {
             let (kind, text) = match &term.kind {
                 TermKind::Token(t) => (MatchKind::Token, t.clone()),
@@ -120,10 +128,23 @@ impl Matcher {
                     None => {
                         // Run the pattern only when the automaton has seen
                         // one of the prefixes it must start with.
+                        let meta = match MetaRegex::builder().configure(config.clone()).build(r) {
+                            Ok(meta) => meta,
+                            // Well formed (the rule compiler parsed it) but
+                            // too big to build: an error at its place.
+                            Err(e) => {
+                                failed.push(Diagnostic::at(
+                                    Code::BadRegex,
+                                    term.location.clone(),
+                                    format!("pattern `{r}` cannot be built: {e}"),
+                                ));
+                                ids.insert((kind, text.clone()), id);
+                                terms.push(TermInfo { text, kind });
+                                return id;
+                            }
+                        };
                         let index = regexes.len();
                         regex_sources.push(r.as_str().to_owned());
-                        let meta = MetaRegex::new(r.as_str())
-                            .expect("the rule compiler accepted this pattern");
                         regexes.push((meta, id));
                         let suffixes = literals_of(r.as_str(), ExtractKind::Suffix);
                         suffix_gated.push(false);
@@ -227,7 +248,10 @@ impl Matcher {
         let retractors = (!rules.negation.retractors.is_empty()).then(|| {
             AhoCorasick::new(&rules.negation.retractors).expect("retractors: a few plain strings")
         });
-        Matcher {
+        if !failed.is_empty() {
+            return Err(failed);
+        }
+        Ok(Matcher {
             terms,
             tokens,
             phrases,
@@ -242,7 +266,7 @@ impl Matcher {
             negators,
             clause_negators: rules.negation.clause_negators.iter().cloned().collect(),
             retractors,
-        }
+        })
     }
 
     /// Every hit of every term in a text, each marked with its negator.

@@ -667,8 +667,10 @@ impl Compiler {
                 }
                 TermKind::Phrase(p.clone())
             }
-            RawTerm::Regex(r) => match regex::Regex::new(r) {
-                Ok(re) if r.is_empty() || re.is_match("") => {
+            // Parsed, not compiled: the matcher compiles each pattern once,
+            // and a full compile here cost most of the rule set's load time.
+            RawTerm::Regex(r) => match regex_syntax::Parser::new().parse(r) {
+                Ok(hir) if r.is_empty() || hir.properties().minimum_len() == Some(0) => {
                     self.error(
                         Code::Empty,
                         location,
