@@ -154,6 +154,11 @@ fn a_retraction_takes_back_its_sentence_only() {
     assert_eq!(d.destination, "police", "{:?}", d.negated);
     let d = classify("哦不是吵架，他拿着菜刀");
     assert_eq!(d.destination, "police", "{:?}", d.negated);
+    // Opening its sentence, it takes back the sentence before, and no more.
+    let d = classify("楼下有人拿着菜刀！……哦不是，是对门在杀鱼");
+    assert_ne!(d.destination, "police", "{:?}", d.fired);
+    let d = classify("刚才有人受伤了。楼下有人拿着菜刀！哦不是，是在杀鱼");
+    assert_eq!(d.destination, "police", "{:?}", d.negated);
 }
 
 #[test]
@@ -442,7 +447,9 @@ fn a_pattern_too_big_to_build_is_an_error_at_its_place_not_a_panic() {
         "[[rule]]\nid = \"police.huge\"\ndescription = \"too big\"\ndestination = \"police\"\ncategory = \"治安\"\nurgency = \"urgent\"\nany = [{ regex = '(?:砍\\w{1000}){1000}' }]\n",
     );
     let checked = minsheng_rules::compile(minsheng_rules::read_dir(dir.path()).unwrap());
-    let rules = checked.rule_set.expect("the rule compiler only parses patterns");
+    let rules = checked
+        .rule_set
+        .expect("the rule compiler only parses patterns");
     let err = Classifier::new(rules).expect_err("the matcher cannot build it");
     let d = &err.diagnostics[0];
     assert_eq!(d.code.as_str(), "R005");

@@ -60,6 +60,15 @@ pub(crate) struct Matcher {
 /// Where a sentence ends: a retraction reaches back no further.
 const SENTENCE_BREAKS: &[char] = &['。', '！', '？', '!', '?', '\n'];
 
+/// The start of the sentence that ends at byte `end` (exclusive).
+fn sentence_start_before(text: &str, end: usize) -> usize {
+    text[..end]
+        .char_indices()
+        .rev()
+        .find(|(_, c)| SENTENCE_BREAKS.contains(c))
+        .map_or(0, |(i, c)| i + c.len_utf8())
+}
+
 /// What a token is, for negation.
 struct TokenKind {
     /// It holds a clause break: negation does not reach across it.
@@ -379,14 +388,21 @@ impl Matcher {
             }
         }
         // A retraction ("我邻居拿刀……哦不是，说错了") takes back every
-        // keyword before it in its sentence.
+        // keyword before it in its sentence; one that opens its sentence
+        // ("门锁被撬了！……不是不是") takes back the sentence before.
         if let Some(retractors) = &self.retractors {
             for m in retractors.find_iter(text) {
-                let sentence_start = text[..m.start()]
-                    .char_indices()
-                    .rev()
-                    .find(|(_, c)| SENTENCE_BREAKS.contains(c))
-                    .map_or(0, |(i, c)| i + c.len_utf8());
+                let mut sentence_start = sentence_start_before(text, m.start());
+                let opens_its_sentence = text[sentence_start..m.start()]
+                    .chars()
+                    .all(|c| !c.is_alphanumeric());
+                if opens_its_sentence && sentence_start > 0 {
+                    let break_at = text[..sentence_start]
+                        .char_indices()
+                        .next_back()
+                        .map_or(0, |(i, _)| i);
+                    sentence_start = sentence_start_before(text, break_at);
+                }
                 for hit in &mut hits {
                     if hit.negated_by.is_none()
                         && hit.byte_start >= sentence_start
