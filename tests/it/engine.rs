@@ -407,6 +407,23 @@ fn the_split_keyword_lint_names_the_dictionary_fix() {
     );
 }
 
+#[test]
+fn a_rewrite_that_normalisation_changes_first_is_named() {
+    // 嘸 and 開 are turned into 呒 and 开 before any rewrite runs.
+    let dir = tempdir_with_rule("[[rewrite]]\nfrom = [\"嘸轉來\"]\nto = \"没回来\"\n");
+    let lint: Vec<String> = classifier(dir.path())
+        .lint()
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(lint.len(), 1, "{lint:#?}");
+    assert!(
+        lint[0].ends_with("R106: rewrite `嘸轉來` can never match: normalisation turns it into `呒转来` before rewrites run"),
+        "{}",
+        lint[0]
+    );
+}
+
 /// A copy of the mini fixture with one extra rule file.
 fn tempdir_with_rule(extra: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

@@ -114,6 +114,24 @@ impl Classifier {
                 warn(term, &mut out);
             }
         }
+        // Rewrites see the normalised text: a `from` that normalisation
+        // changes (嘸 becomes 呒) can never be found.
+        for rewrite in &self.rules.rewrites {
+            let seen = normalize(&rewrite.from);
+            if seen != rewrite.from {
+                out.push(
+                    Diagnostic::at(
+                        Code::UnreachableRewrite,
+                        rewrite.location.clone(),
+                        format!(
+                            "rewrite `{}` can never match: normalisation turns it into `{seen}` before rewrites run",
+                            rewrite.from
+                        ),
+                    )
+                    .with_help(format!("write `{seen}` instead")),
+                );
+            }
+        }
         for rule in &self.rules.rules {
             for cond in rule.any.iter().chain(&rule.all).chain(&rule.none) {
                 if let Condition::Term(t) = cond {

@@ -155,6 +155,9 @@ pub enum Code {
     ShortPhrase,
     /// R105: a rule whose weight is zero: it fires but never counts.
     ZeroWeight,
+    /// R106: a rewrite whose `from` normalisation changes first (繁體,
+    /// full-width), so it can never match.
+    UnreachableRewrite,
 }
 
 impl Code {
@@ -181,6 +184,7 @@ impl Code {
             Code::DuplicateEntry => "R103",
             Code::ShortPhrase => "R104",
             Code::ZeroWeight => "R105",
+            Code::UnreachableRewrite => "R106",
         }
     }
 
@@ -191,7 +195,8 @@ impl Code {
             | Code::UnusedList
             | Code::DuplicateEntry
             | Code::ShortPhrase
-            | Code::ZeroWeight => Severity::Warning,
+            | Code::ZeroWeight
+            | Code::UnreachableRewrite => Severity::Warning,
             _ => Severity::Error,
         }
     }
