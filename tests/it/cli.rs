@@ -394,3 +394,88 @@ fn a_missing_configuration_file_is_named_once() {
         );
     }
 }
+
+#[test]
+fn rules_test_names_each_example_that_goes_elsewhere_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(super::support::fixture("mini")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("examples.toml"),
+        "[[example]]\ntext = \"有人拿刀砍人\"\nexpect = \"police\"\n\n[[example]]\ntext = \"请问社保卡怎么补办\"\nexpect = \"police\"\n",
+    )
+    .unwrap();
+    let out = minsheng(&["rules", "test", dir.path().to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failing example fails the run"
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("examples.toml:6:8: expected police, went to hotline_12345"),
+        "{text}"
+    );
+    assert!(text.contains("请问社保卡怎么补办"), "{text}");
+    assert!(
+        !text.contains("有人拿刀砍人"),
+        "a passing example is not listed: {text}"
+    );
+    assert!(text.trim_end().ends_with("1 passed, 1 failed"), "{text}");
+}
+
+#[test]
+fn bench_reports_every_measure_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("calls.jsonl");
+    std::fs::write(
+        &path,
+        "{\"hotline\":\"110\",\"text\":\"快来人有人拿刀砍人了\"}\n{\"hotline\":\"12345\",\"text\":\"请问社保卡丢了怎么补办\"}\n",
+    )
+    .unwrap();
+    let out = minsheng(&[
+        "bench",
+        "--corpus",
+        path.to_str().unwrap(),
+        "--seconds",
+        "0.2",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    // The figures depend on the machine; their presence and form do not.
+    for (label, unit) in [
+        ("load", " s (rules"),
+        ("segmentation", " calls/s"),
+        ("classification", " calls/s"),
+        ("ratio", " % of segmentation-alone throughput"),
+        ("peak memory", " MiB resident"),
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no `{label}` line in:\n{text}"));
+        assert!(line.contains(unit), "{line}");
+        let number = line[label.len()..].trim_start().split(' ').next().unwrap();
+        assert!(number.parse::<f64>().is_ok(), "not a number in {line:?}");
+    }
+    assert!(text.contains("2 calls"), "{text}");
+}
+
+#[test]
+fn emoji_and_mixed_scripts_get_a_sound_decision() {
+    let out = minsheng(&[
+        "classify",
+        "🔪🔪 help!! 有个男的拿着刀 in the lobby 😱 快来",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d["destination"], "police");
+    let out = minsheng(&["classify", "😀😀😀 👍", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d["destination"], "hotline_12345");
+    assert_eq!(d["needs_review"], true, "nothing to go on: a person looks");
+}
