@@ -97,8 +97,14 @@ impl Classifier {
         };
         let is_dead = |term: &minsheng_rules::Term| matches!(&term.kind, TermKind::Token(t) if split(t).is_some());
         let mut warned = std::collections::HashSet::new();
+        // Retractors are found in the text, not among the tokens: however
+        // the segmenter cuts them does not matter.
+        let retractors = &self.rules.negation.retractors;
         let mut warn = |term: &minsheng_rules::Term, out: &mut Vec<Diagnostic>| {
             if let TermKind::Token(t) = &term.kind {
+                if retractors.contains(t) {
+                    return;
+                }
                 if let Some(parts) = split(t) {
                     if warned.insert((term.location.file.path.clone(), term.location.span.start)) {
                         out.push(
