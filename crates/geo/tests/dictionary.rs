@@ -91,12 +91,15 @@ fn dict_has_every_dictionary_word_and_nothing_else() {
 }
 
 #[test]
-fn dictionary_words_leave_out_not_words_and_da_ma() {
+fn dictionary_words_leave_out_not_words() {
     let words = GEO.dictionary_words();
-    for word in ["乌镇镇", "乌镇", "大麻镇", "海宁", "长安", "南北湖"] {
+    // 大麻 is a drug as often as a town: a `strict` short form, it is a
+    // word of the dictionary but counts as 大麻镇 only when supported
+    // ("桐乡大麻", "大麻村"); see the resolution tests.
+    for word in ["乌镇镇", "乌镇", "大麻镇", "大麻", "海宁", "长安", "南北湖"] {
         assert!(words.contains(&word), "{word}");
     }
-    for word in ["大麻", "长安汽车", "王店长", "位于城"] {
+    for word in ["长安汽车", "王店长", "位于城"] {
         assert!(!words.contains(&word), "{word}");
     }
 }

@@ -134,6 +134,9 @@ fn da_ma_zhen_is_a_township_and_da_ma_is_not() {
         &[
             ("大麻镇这里", Some("330483106")),
             ("桐乡市大麻镇某村", Some("330483106")),
+            // 大麻 counts where its district or 村 supports it, and only there.
+            ("我住在桐乡大麻，村口有家废品站", Some("330483106")),
+            ("大麻村口的路被挖断了", Some("330483106")),
             ("有人在家里种大麻", None),
             ("他抽大麻", None),
             ("桐乡这边有人吸大麻", None),
