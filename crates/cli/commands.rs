@@ -280,7 +280,7 @@ pub fn eval(
             .as_ref()
             .is_some_and(|want| got_township != Some(want));
         if !right || township_wrong {
-            wrong.push((call, expected, decision));
+            wrong.push((call, expected, decision, township_wrong));
         }
     }
     let mut report = evaluation.report(seconds);
@@ -291,7 +291,7 @@ pub fn eval(
         if misses {
             let list: Vec<_> = wrong
                 .iter()
-                .map(|(call, expected, decision)| {
+                .map(|(call, expected, decision, _)| {
                     serde_json::json!({
                         "id": call.id,
                         "hotline": call.hotline,
@@ -313,17 +313,15 @@ pub fn eval(
     print!("{}", render::report(&report, rules));
     if misses {
         println!("\nmisses ({}):", wrong.len());
-        for (call, expected, decision) in wrong {
-            let place = |code: Option<&minsheng_core::TownshipCode>| {
-                code.map_or_else(|| "unassigned".to_owned(), ToString::to_string)
-            };
-            let township = match &expected.township {
-                Some(want) if decision.township.as_ref().map(|t| &t.code) != Some(want) => {
-                    format!(
-                        "; township expected {want}, got {}",
-                        place(decision.township.as_ref().map(|t| &t.code))
-                    )
-                }
+        for (call, expected, decision, township_wrong) in wrong {
+            let township = match (&expected.township, township_wrong) {
+                (Some(want), true) => format!(
+                    "; township expected {want}, got {}",
+                    decision
+                        .township
+                        .as_ref()
+                        .map_or_else(|| "unassigned".to_owned(), |t| t.code.to_string())
+                ),
                 _ => String::new(),
             };
             println!(

@@ -64,6 +64,15 @@ struct Compiler {
     dropped_lists: HashSet<String>,
 }
 
+/// How the words of a negation setting are matched.
+#[derive(Debug, Clone, Copy)]
+enum SettingWords {
+    /// As tokens: plain words only.
+    Tokens,
+    /// In the text: words or phrases.
+    Text,
+}
+
 /// How many broken items of one rule file are set aside, each with its
 /// error, before the rest of the file is given up.
 const MAX_RECOVERIES: usize = 100;
@@ -429,15 +438,13 @@ impl Compiler {
         }
         // Each setting is checked even when another is wrong: every
         // problem in one run.
-        let negators = self.negator_list(file, &n.negators, lists, list_index, used);
-        let clause_negators = match &n.clause_negators {
-            Some(name) => self.negator_list(file, name, lists, list_index, used),
+        let mut words = |name: Option<&Spanned<String>>, kind: SettingWords| match name {
+            Some(name) => self.setting_words(file, name, kind, lists, list_index, used),
             None => Some(Vec::new()),
         };
-        let retractors = match &n.retractors {
-            Some(name) => self.retractor_list(file, name, lists, list_index, used),
-            None => Some(Vec::new()),
-        };
+        let negators = words(Some(&n.negators), SettingWords::Tokens);
+        let clause_negators = words(n.clause_negators.as_ref(), SettingWords::Tokens);
+        let retractors = words(n.retractors.as_ref(), SettingWords::Text);
         let (negators, clause_negators, retractors) = (negators?, clause_negators?, retractors?);
         Some(Negation {
             negators,
@@ -448,11 +455,14 @@ impl Compiler {
         })
     }
 
-    /// The tokens of the list a negation setting names (`"@negator"`).
-    fn negator_list(
+    /// The words of the list a negation setting names (`"@negator"`):
+    /// plain words for settings matched on tokens; words or phrases for
+    /// settings found in the text. A pattern is an error either way.
+    fn setting_words(
         &mut self,
         file: &Arc<SourceFile>,
         name: &Spanned<String>,
+        kind: SettingWords,
         lists: &[WordList],
         list_index: &HashMap<String, usize>,
         used: &mut HashSet<usize>,
@@ -460,32 +470,14 @@ impl Compiler {
         let index = self.setting_list(file, name, list_index, used)?;
         let mut words = Vec::new();
         for term in &lists[index].terms {
-            match &term.kind {
-                TermKind::Token(t) => words.push(t.clone()),
-                _ => {
+            match (&term.kind, kind) {
+                (TermKind::Token(t), _) | (TermKind::Phrase(t), SettingWords::Text) => {
+                    words.push(t.clone());
+                }
+                (_, SettingWords::Tokens) => {
                     self.error(Code::Settings, term.location.clone(), "negators are matched as tokens: write plain words, not phrases or patterns");
                 }
-            }
-        }
-        Some(words)
-    }
-
-    /// The strings of the list `retractors` names: words or phrases,
-    /// found in the text wherever the segmenter cuts them.
-    fn retractor_list(
-        &mut self,
-        file: &Arc<SourceFile>,
-        name: &Spanned<String>,
-        lists: &[WordList],
-        list_index: &HashMap<String, usize>,
-        used: &mut HashSet<usize>,
-    ) -> Option<Vec<String>> {
-        let index = self.setting_list(file, name, list_index, used)?;
-        let mut words = Vec::new();
-        for term in &lists[index].terms {
-            match &term.kind {
-                TermKind::Token(t) | TermKind::Phrase(t) => words.push(t.clone()),
-                TermKind::Regex(_) => {
+                (_, SettingWords::Text) => {
                     self.error(
                         Code::Settings,
                         term.location.clone(),
