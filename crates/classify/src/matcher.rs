@@ -57,13 +57,15 @@ pub(crate) struct Matcher {
     retractors: Option<AhoCorasick>,
 }
 
-/// The lazy DFA cache of one pattern, per thread. Each of the rule set's
-/// ~300 patterns keeps its own and fills it with the states the calls it
-/// has seen needed: at the engine's default (2 MiB) a process that had
-/// classified the 9,120 labelled calls held 60 MB more than at start. At
-/// 16 KiB the caches stay under 10 MB a thread; a pattern whose cache
-/// fills clears it and rebuilds the few states a call needs.
-const PATTERN_CACHE_BYTES: usize = 16 << 10;
+/// The most the lazy DFA cache of one pattern may hold, per thread. Each
+/// of the rule set's ~300 patterns keeps its own and fills it with the
+/// states the calls it has seen needed: a process that had classified all
+/// 9,600 labelled calls held some 60 MB of them. At 16 KiB they stay under
+/// 10 MB a thread and peak memory under 100 MB, but a full cache is
+/// cleared and rebuilt so often that the server loses a fifth of its
+/// throughput and its p99 passes 20 ms on a 2-core machine
+/// (BENCHMARKS.md). The engine's default is kept; this is the knob.
+const PATTERN_CACHE_BYTES: usize = 2 << 20;
 
 /// Where a sentence ends: a retraction reaches back no further.
 const SENTENCE_BREAKS: &[char] = &['。', '！', '？', '!', '?', '\n'];
@@ -114,8 +116,8 @@ impl Matcher {
         // Only the span of a match is used: the groups a pattern writes
         // for alternation need no capture slots, and the engines that
         // exist to report them (one-pass, backtracking) need not be built,
-        // which makes each pattern smaller and quicker to build. The lazy
-        // DFA's cache is bounded (see PATTERN_CACHE_BYTES).
+        // which makes each pattern smaller and quicker to build. See
+        // PATTERN_CACHE_BYTES for the lazy DFA's cache.
         let config = MetaRegex::config()
             .which_captures(WhichCaptures::Implicit)
             .hybrid_cache_capacity(PATTERN_CACHE_BYTES)
