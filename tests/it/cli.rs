@@ -397,11 +397,7 @@ fn a_missing_configuration_file_is_named_once() {
 
 #[test]
 fn rules_test_names_each_example_that_goes_elsewhere_and_fails() {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(super::support::fixture("mini")).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-    }
+    let dir = super::support::mini_copy();
     std::fs::write(
         dir.path().join("examples.toml"),
         "[[example]]\ntext = \"有人拿刀砍人\"\nexpect = \"police\"\n\n[[example]]\ntext = \"请问社保卡怎么补办\"\nexpect = \"police\"\n",

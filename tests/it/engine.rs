@@ -426,11 +426,7 @@ fn a_rewrite_that_normalisation_changes_first_is_named() {
 
 /// A copy of the mini fixture with one extra rule file.
 fn tempdir_with_rule(extra: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixture("mini")).unwrap() {
-        let p = entry.unwrap().path();
-        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
-    }
+    let dir = super::support::mini_copy();
     std::fs::write(dir.path().join("extra.toml"), extra).unwrap();
     dir
 }

@@ -18,11 +18,7 @@ fn every_problem_of_a_broken_directory_is_reported_in_one_run() {
 
 #[test]
 fn a_file_that_is_not_utf8_is_named_with_its_line_and_column() {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixture("mini")).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
-    }
+    let dir = super::support::mini_copy();
     let dict = dir.path().join("extra.dict");
     std::fs::write(
         &dict,

@@ -15,6 +15,17 @@ pub fn fixture(name: &str) -> PathBuf {
     root().join("tests/fixtures").join(name)
 }
 
+/// A copy of the mini rule set in a new temporary directory, for tests
+/// that add or break a file of it.
+pub fn mini_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture("mini")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
 /// Builds a classifier from a rule directory, panicking with every
 /// diagnostic if it does not compile.
 pub fn classifier(dir: &Path) -> Classifier {
