@@ -453,6 +453,31 @@ fn a_pattern_runs_where_its_start_and_its_end_are_both_seen() {
 }
 
 #[test]
+fn patterns_with_look_around_or_without_a_known_start_match_too() {
+    // A pattern gated by its prefixes runs on a forward DFA anchored where
+    // the prefix was seen; one that looks around (^) or has no finite set
+    // of prefixes runs on the full engine. All three report their spans.
+    let dir = tempdir_with_rule(
+        "[[rule]]\nid = \"police.engines\"\ndescription = \"three engines\"\ndestination = \"police\"\ncategory = \"治安\"\nurgency = \"urgent\"\nany = [{ regex = '^有人(翻墙|撬门)' }, { regex = '.{1,2}在撬锁' }, { regex = '(拿着|举着)[^，。,.]{0,6}铁锹' }]\n",
+    );
+    let c = classifier(dir.path());
+    let spans = |text: &str| -> Vec<(String, usize, usize)> {
+        c.classify(&call(text))
+            .fired
+            .iter()
+            .filter(|f| f.id == "police.engines")
+            .flat_map(|f| f.matches.iter().map(|m| (m.text.clone(), m.start, m.end)))
+            .collect()
+    };
+    assert_eq!(spans("有人翻墙进来"), [("有人翻墙".to_owned(), 0, 4)]);
+    // ^ is the start of the text only.
+    assert_eq!(spans("刚才有人翻墙"), []);
+    assert_eq!(spans("门外两人在撬锁"), [("两人在撬锁".to_owned(), 2, 7)]);
+    assert_eq!(spans("他举着一把铁锹"), [("举着一把铁锹".to_owned(), 1, 7)]);
+    assert_eq!(spans("他举着伞，铁锹在墙角"), []);
+}
+
+#[test]
 fn a_pattern_too_big_to_build_is_an_error_at_its_place_not_a_panic() {
     // Well formed (it parses), but a million repetitions of a class is
     // over the size limit of the regular expression engine.

@@ -4,12 +4,15 @@
 //! (or end) with. One call costs one pass of each.
 
 use std::collections::{HashMap, HashSet};
+use std::panic::{RefUnwindSafe, UnwindSafe};
 
 use aho_corasick::AhoCorasick;
 use minsheng_core::MatchKind;
 use minsheng_rules::{Code, Condition, Diagnostic, RuleSet, TermKind};
+use regex_automata::hybrid::dfa::{Cache as DfaCache, DFA};
 use regex_automata::meta::Regex as MetaRegex;
-use regex_automata::nfa::thompson::WhichCaptures;
+use regex_automata::nfa::thompson::{self, WhichCaptures};
+use regex_automata::util::pool::Pool;
 use regex_automata::{Anchored, Input};
 use regex_syntax::hir::literal::{ExtractKind, Extractor, Seq};
 
@@ -38,7 +41,10 @@ pub(crate) struct Matcher {
     /// automaton pattern → what its match means
     phrase_targets: Vec<Target>,
     /// the patterns that are real regular expressions, with their term
-    regexes: Vec<(MetaRegex, usize)>,
+    regexes: Vec<(Engine, usize)>,
+    /// Each thread's lazy DFA caches for the `Engine::Anchored` patterns,
+    /// made on a pattern's first search.
+    dfa_caches: Pool<DfaCaches, CachesFn>,
     /// regexes with neither a finite set of prefixes nor of suffixes: run on every call
     always_run: Vec<usize>,
     /// regex → whether it is gated by a suffix as well as a prefix
@@ -56,6 +62,41 @@ pub(crate) struct Matcher {
     /// The retractors ("哦不是", "说错了"), found in the text.
     retractors: Option<AhoCorasick>,
 }
+
+/// How a regular expression runs.
+#[derive(Debug)]
+enum Engine {
+    /// Only from a place where the phrase automaton saw one of its
+    /// prefixes: a forward lazy DFA anchored there finds where the match
+    /// ends, and the place is where it starts. A third of the memory of
+    /// the full engine, which also builds the pattern backwards to find
+    /// where a match starts.
+    Anchored(Box<DFA>),
+    /// Over the whole text (no finite set of prefixes): the full engine.
+    Unanchored(MetaRegex),
+}
+
+/// Makes a thread's (empty) set of DFA caches.
+type CachesFn = Box<dyn Fn() -> DfaCaches + Send + Sync + UnwindSafe + RefUnwindSafe>;
+
+/// One thread's lazy DFA caches, one per anchored pattern, each made on
+/// the pattern's first search. A cache keeps the states the calls it has
+/// seen needed; a thread that has classified thousands of different calls
+/// would hold tens of megabytes of them, so past CACHE_BUDGET_BYTES all
+/// are dropped and begin again.
+#[derive(Debug)]
+struct DfaCaches {
+    caches: Vec<Option<DfaCache>>,
+    /// Calls since the last look at the budget.
+    calls: u32,
+}
+
+/// What one thread's DFA caches may hold together before they are dropped.
+/// The states most calls need come back within a few calls.
+const CACHE_BUDGET_BYTES: usize = 24 << 20;
+
+/// How often, in calls, a thread adds up the size of its caches.
+const CACHE_CHECK_EVERY: u32 = 64;
 
 /// The most the lazy DFA cache of one pattern may hold, per thread. Each
 /// of the rule set's ~300 patterns keeps its own and fills it with the
@@ -108,7 +149,7 @@ impl Matcher {
         let mut tokens = HashMap::new();
         let mut phrase_patterns = Vec::new();
         let mut phrase_targets = Vec::new();
-        let mut regexes: Vec<(MetaRegex, usize)> = Vec::new();
+        let mut regexes: Vec<(Engine, usize)> = Vec::new();
         let mut always_run = Vec::new();
         let mut suffix_gated = Vec::new();
         let mut regex_sources: Vec<String> = Vec::new();
@@ -123,6 +164,12 @@ impl Matcher {
             .hybrid_cache_capacity(PATTERN_CACHE_BYTES)
             .backtrack(false)
             .onepass(false);
+        let dfa_config = DFA::config().cache_capacity(PATTERN_CACHE_BYTES);
+        // The full engine's size limit, so that a pattern too big to build
+        // is an error on either engine.
+        let nfa_config = thompson::Config::new()
+            .which_captures(WhichCaptures::None)
+            .nfa_size_limit(Some(10 << 20));
         let mut intern = |term: &minsheng_rules::Term| -> usize {
             let (kind, text) = match &term.kind {
                 TermKind::Token(t) => (MatchKind::Token, t.clone()),
@@ -152,9 +199,26 @@ impl Matcher {
                     }
                     None => {
                         // Run the pattern only when the automaton has seen
-                        // one of the prefixes it must start with.
-                        let meta = match MetaRegex::builder().configure(config.clone()).build(r) {
-                            Ok(meta) => meta,
+                        // one of the prefixes it must start with; a
+                        // pattern with look-around (which a lazy DFA
+                        // cannot always follow) or no finite prefix set
+                        // runs on the full engine.
+                        let prefixes = literals_of(r.as_str(), ExtractKind::Prefix);
+                        let engine = match &prefixes {
+                            Some(_) if !has_look_around(r) => DFA::builder()
+                                .configure(dfa_config.clone())
+                                .thompson(nfa_config.clone())
+                                .build(r)
+                                .map(|dfa| Engine::Anchored(Box::new(dfa)))
+                                .map_err(|e| e.to_string()),
+                            _ => MetaRegex::builder()
+                                .configure(config.clone())
+                                .build(r)
+                                .map(Engine::Unanchored)
+                                .map_err(|e| e.to_string()),
+                        };
+                        let engine = match engine {
+                            Ok(engine) => engine,
                             // Well formed (the rule compiler parsed it) but
                             // too big to build: an error at its place.
                             Err(e) => {
@@ -170,10 +234,11 @@ impl Matcher {
                         };
                         let index = regexes.len();
                         regex_sources.push(r.as_str().to_owned());
-                        regexes.push((meta, id));
+                        let anchored = matches!(engine, Engine::Anchored(_));
+                        regexes.push((engine, id));
                         let suffixes = literals_of(r.as_str(), ExtractKind::Suffix);
                         suffix_gated.push(false);
-                        match literals_of(r.as_str(), ExtractKind::Prefix) {
+                        match prefixes.filter(|_| anchored) {
                             Some(prefixes) => {
                                 for prefix in prefixes {
                                     phrase_patterns.push(prefix);
@@ -276,12 +341,18 @@ impl Matcher {
         if !failed.is_empty() {
             return Err(failed);
         }
+        let count = regexes.len();
+        let dfa_caches: Pool<DfaCaches, CachesFn> = Pool::new(Box::new(move || DfaCaches {
+            caches: (0..count).map(|_| None).collect(),
+            calls: 0,
+        }));
         Ok(Matcher {
             terms,
             tokens,
             phrases,
             phrase_targets,
             regexes,
+            dfa_caches,
             always_run,
             suffix_gated,
             term_lists,
@@ -352,17 +423,43 @@ impl Matcher {
         };
         // A gated regex runs anchored at each place its prefix was seen,
         // which costs a few bytes of search, not a pass over the text.
-        for (r, at) in starts {
-            if self.suffix_gated[r] && !suffix_end.iter().any(|&(x, end)| x == r && end > at) {
-                continue;
+        if !starts.is_empty() {
+            let mut caches = self.dfa_caches.get();
+            for (r, at) in starts {
+                if self.suffix_gated[r] && !suffix_end.iter().any(|&(x, end)| x == r && end > at) {
+                    continue;
+                }
+                let Engine::Anchored(dfa) = &self.regexes[r].0 else {
+                    continue;
+                };
+                let cache = caches.caches[r].get_or_insert_with(|| dfa.create_cache());
+                let input = Input::new(text).range(at..).anchored(Anchored::Yes);
+                // Without look-around the DFA never quits, and it is not
+                // told to give up: an error cannot happen.
+                if let Ok(Some(end)) = dfa.try_search_fwd(cache, &input) {
+                    regex_hit(r, regex_automata::Match::must(0, at..end.offset()));
+                }
             }
-            let input = Input::new(text).range(at..).anchored(Anchored::Yes);
-            if let Some(m) = self.regexes[r].0.search(&input) {
-                regex_hit(r, m);
+            caches.calls += 1;
+            if caches.calls >= CACHE_CHECK_EVERY {
+                caches.calls = 0;
+                let bytes: usize = caches
+                    .caches
+                    .iter()
+                    .flatten()
+                    .map(DfaCache::memory_usage)
+                    .sum();
+                if bytes > CACHE_BUDGET_BYTES {
+                    tracing::debug!(bytes, "pattern caches over their budget: dropped");
+                    caches.caches.iter_mut().for_each(|c| *c = None);
+                }
             }
         }
         for &r in self.always_run.iter().chain(&anywhere) {
-            for m in self.regexes[r].0.find_iter(text) {
+            let Engine::Unanchored(meta) = &self.regexes[r].0 else {
+                continue;
+            };
+            for m in meta.find_iter(text) {
                 regex_hit(r, m);
             }
         }
@@ -442,9 +539,20 @@ fn extract(pattern: &str, kind: ExtractKind) -> Option<Seq> {
     Some(extractor.extract(&hir))
 }
 
+/// Whether a pattern looks around (`^`, `$`, `\b`…): the lazy DFA may
+/// have to quit on such a pattern, so it runs on the full engine.
+fn has_look_around(pattern: &str) -> bool {
+    regex_syntax::parse(pattern).map_or(true, |hir| !hir.properties().look_set().is_empty())
+}
+
 /// The strings a pattern matches, when it matches only a small finite set
 /// of them (`(吹|刮)倒` → 吹倒, 刮倒); `None` for anything else.
 fn exact_literals(pattern: &str) -> Option<Vec<String>> {
+    // The literal extractor passes over look-around: `^有人` is not the
+    // phrase 有人.
+    if has_look_around(pattern) {
+        return None;
+    }
     let seq = extract(pattern, ExtractKind::Prefix)?;
     if !seq.is_exact() {
         return None;
