@@ -93,7 +93,7 @@ struct DfaCaches {
 
 /// What one thread's DFA caches may hold together before they are dropped.
 /// The states most calls need come back within a few calls.
-const CACHE_BUDGET_BYTES: usize = 24 << 20;
+const CACHE_BUDGET_BYTES: usize = 16 << 20;
 
 /// How often, in calls, a thread adds up the size of its caches.
 const CACHE_CHECK_EVERY: u32 = 64;
@@ -450,8 +450,21 @@ impl Matcher {
                     .map(DfaCache::memory_usage)
                     .sum();
                 if bytes > CACHE_BUDGET_BYTES {
-                    tracing::debug!(bytes, "pattern caches over their budget: dropped");
-                    caches.caches.iter_mut().for_each(|c| *c = None);
+                    // The largest caches first (a few wide patterns hold
+                    // most of the states); all of them if that is not
+                    // enough.
+                    let mut left = bytes;
+                    for cache in caches.caches.iter_mut() {
+                        let size = cache.as_ref().map_or(0, DfaCache::memory_usage);
+                        if size > CACHE_BUDGET_BYTES / 64 {
+                            *cache = None;
+                            left -= size;
+                        }
+                    }
+                    if left > CACHE_BUDGET_BYTES / 2 {
+                        caches.caches.iter_mut().for_each(|c| *c = None);
+                    }
+                    tracing::debug!(bytes, left, "pattern caches over their budget: dropped");
                 }
             }
         }
