@@ -14,6 +14,7 @@ use regex_automata::meta::Regex as MetaRegex;
 use regex_automata::nfa::thompson::{self, WhichCaptures};
 use regex_automata::util::pool::Pool;
 use regex_automata::{Anchored, Input};
+use regex_syntax::hir::Hir;
 use regex_syntax::hir::literal::{ExtractKind, Extractor, Seq};
 
 use crate::segment::Token;
@@ -82,8 +83,9 @@ type CachesFn = Box<dyn Fn() -> DfaCaches + Send + Sync + UnwindSafe + RefUnwind
 /// One thread's lazy DFA caches, one per anchored pattern, each made on
 /// the pattern's first search. A cache keeps the states the calls it has
 /// seen needed; a thread that has classified thousands of different calls
-/// would hold tens of megabytes of them, so past CACHE_BUDGET_BYTES all
-/// are dropped and begin again.
+/// would hold tens of megabytes of them, so past CACHE_BUDGET_BYTES the
+/// largest are dropped (all of them if that is not enough) and begin
+/// again.
 #[derive(Debug)]
 struct DfaCaches {
     caches: Vec<Option<DfaCache>>,
@@ -98,14 +100,11 @@ const CACHE_BUDGET_BYTES: usize = 16 << 20;
 /// How often, in calls, a thread adds up the size of its caches.
 const CACHE_CHECK_EVERY: u32 = 64;
 
-/// The most the lazy DFA cache of one pattern may hold, per thread. Each
-/// of the rule set's ~300 patterns keeps its own and fills it with the
-/// states the calls it has seen needed: a process that had classified all
-/// 9,600 labelled calls held some 60 MB of them. At 16 KiB they stay under
-/// 10 MB a thread and peak memory under 100 MB, but a full cache is
-/// cleared and rebuilt so often that the server loses a fifth of its
-/// throughput and its p99 passes 20 ms on a 2-core machine
-/// (BENCHMARKS.md). The engine's default is kept; this is the knob.
+/// The most the lazy DFA cache of one pattern may hold, per thread (the
+/// engine's default). Bounding each pattern's cache at 16 KiB kept memory
+/// down but rebuilt busy caches so often that the server lost a fifth of
+/// its throughput (BENCHMARKS.md); the memory is bounded instead by
+/// CACHE_BUDGET_BYTES over all of a thread's caches.
 const PATTERN_CACHE_BYTES: usize = 2 << 20;
 
 /// Where a sentence ends: a retraction reaches back no further.
@@ -188,88 +187,99 @@ impl Matcher {
                     phrase_patterns.push(p.clone());
                     phrase_targets.push(Target::Term(id));
                 }
-                TermKind::Regex(r) => match exact_literals(r) {
-                    // A pattern that only spells out a finite set of
-                    // strings runs as phrases, in the one automaton.
-                    Some(literals) => {
-                        for literal in literals {
-                            phrase_patterns.push(literal);
-                            phrase_targets.push(Target::Term(id));
-                        }
-                    }
-                    None => {
-                        // Run the pattern only when the automaton has seen
-                        // one of the prefixes it must start with; a
-                        // pattern with look-around (which a lazy DFA
-                        // cannot always follow) or no finite prefix set
-                        // runs on the full engine.
-                        let prefixes = literals_of(r.as_str(), ExtractKind::Prefix);
-                        let engine = match &prefixes {
-                            Some(_) if !has_look_around(r) => DFA::builder()
-                                .configure(dfa_config.clone())
-                                .thompson(nfa_config.clone())
-                                .build(r)
-                                .map(|dfa| Engine::Anchored(Box::new(dfa)))
-                                .map_err(|e| e.to_string()),
-                            _ => MetaRegex::builder()
-                                .configure(config.clone())
-                                .build(r)
-                                .map(Engine::Unanchored)
-                                .map_err(|e| e.to_string()),
-                        };
-                        let engine = match engine {
-                            Ok(engine) => engine,
-                            // Well formed (the rule compiler parsed it) but
-                            // too big to build: an error at its place.
-                            Err(e) => {
-                                failed.push(Diagnostic::at(
-                                    Code::BadRegex,
-                                    term.location.clone(),
-                                    format!("pattern `{r}` cannot be built: {e}"),
-                                ));
-                                ids.insert((kind, text.clone()), id);
-                                terms.push(TermInfo { text, kind });
-                                return id;
+                // Parsed once, for its literal sets and its look-around;
+                // the rule compiler has already refused one that does not
+                // parse.
+                TermKind::Regex(r) => {
+                    let hir = regex_syntax::parse(r).ok();
+                    match hir.as_ref().and_then(exact_literals) {
+                        // A pattern that only spells out a finite set of
+                        // strings runs as phrases, in the one automaton.
+                        Some(literals) => {
+                            for literal in literals {
+                                phrase_patterns.push(literal);
+                                phrase_targets.push(Target::Term(id));
                             }
-                        };
-                        let index = regexes.len();
-                        regex_sources.push(r.as_str().to_owned());
-                        let anchored = matches!(engine, Engine::Anchored(_));
-                        regexes.push((engine, id));
-                        let suffixes = literals_of(r.as_str(), ExtractKind::Suffix);
-                        suffix_gated.push(false);
-                        match prefixes.filter(|_| anchored) {
-                            Some(prefixes) => {
-                                for prefix in prefixes {
-                                    phrase_patterns.push(prefix);
-                                    phrase_targets.push(Target::Regex(index));
+                        }
+                        None => {
+                            // Run the pattern only when the automaton has seen
+                            // one of the prefixes it must start with; a
+                            // pattern with look-around (which a lazy DFA
+                            // cannot always follow) or no finite prefix set
+                            // runs on the full engine.
+                            let prefixes = hir
+                                .as_ref()
+                                .and_then(|h| literals_of(h, ExtractKind::Prefix));
+                            let look_around = hir.as_ref().is_none_or(has_look_around);
+                            let engine = match &prefixes {
+                                Some(_) if !look_around => DFA::builder()
+                                    .configure(dfa_config.clone())
+                                    .thompson(nfa_config.clone())
+                                    .build(r)
+                                    .map(|dfa| Engine::Anchored(Box::new(dfa)))
+                                    .map_err(|e| e.to_string()),
+                                _ => MetaRegex::builder()
+                                    .configure(config.clone())
+                                    .build(r)
+                                    .map(Engine::Unanchored)
+                                    .map_err(|e| e.to_string()),
+                            };
+                            let engine = match engine {
+                                Ok(engine) => engine,
+                                // Well formed (the rule compiler parsed it) but
+                                // too big to build: an error at its place.
+                                Err(e) => {
+                                    failed.push(Diagnostic::at(
+                                        Code::BadRegex,
+                                        term.location.clone(),
+                                        format!("pattern `{r}` cannot be built: {e}"),
+                                    ));
+                                    ids.insert((kind, text.clone()), id);
+                                    terms.push(TermInfo { text, kind });
+                                    return id;
                                 }
-                                // A prefix alone (用, 有) is common; the
-                                // pattern also needs one of its suffixes
-                                // later in the text.
-                                if let Some(suffixes) = suffixes {
-                                    suffix_gated[index] = true;
-                                    for suffix in suffixes {
-                                        phrase_patterns.push(suffix);
-                                        phrase_targets.push(Target::RegexEnd(index));
+                            };
+                            let index = regexes.len();
+                            regex_sources.push(r.as_str().to_owned());
+                            let anchored = matches!(engine, Engine::Anchored(_));
+                            regexes.push((engine, id));
+                            let suffixes = hir
+                                .as_ref()
+                                .and_then(|h| literals_of(h, ExtractKind::Suffix));
+                            suffix_gated.push(false);
+                            match prefixes.filter(|_| anchored) {
+                                Some(prefixes) => {
+                                    for prefix in prefixes {
+                                        phrase_patterns.push(prefix);
+                                        phrase_targets.push(Target::Regex(index));
+                                    }
+                                    // A prefix alone (用, 有) is common; the
+                                    // pattern also needs one of its suffixes
+                                    // later in the text.
+                                    if let Some(suffixes) = suffixes {
+                                        suffix_gated[index] = true;
+                                        for suffix in suffixes {
+                                            phrase_patterns.push(suffix);
+                                            phrase_targets.push(Target::RegexEnd(index));
+                                        }
                                     }
                                 }
-                            }
-                            // No finite prefix set: run it over the whole
-                            // text, but only once a suffix it must end
-                            // with has been seen.
-                            None => match suffixes {
-                                Some(suffixes) => {
-                                    for suffix in suffixes {
-                                        phrase_patterns.push(suffix);
-                                        phrase_targets.push(Target::RegexAnywhere(index));
+                                // No finite prefix set: run it over the whole
+                                // text, but only once a suffix it must end
+                                // with has been seen.
+                                None => match suffixes {
+                                    Some(suffixes) => {
+                                        for suffix in suffixes {
+                                            phrase_patterns.push(suffix);
+                                            phrase_targets.push(Target::RegexAnywhere(index));
+                                        }
                                     }
-                                }
-                                None => always_run.push(index),
-                            },
+                                    None => always_run.push(index),
+                                },
+                            }
                         }
                     }
-                },
+                }
             }
             ids.insert((kind, text.clone()), id);
             terms.push(TermInfo { text, kind });
@@ -545,28 +555,27 @@ impl Matcher {
 
 /// The literal strings regex-syntax extracts from a pattern, as a
 /// sequence (prefixes or suffixes of every match, at most 500 of them).
-fn extract(pattern: &str, kind: ExtractKind) -> Option<Seq> {
-    let hir = regex_syntax::Parser::new().parse(pattern).ok()?;
+fn extract(hir: &Hir, kind: ExtractKind) -> Seq {
     let mut extractor = Extractor::new();
     extractor.kind(kind).limit_total(500);
-    Some(extractor.extract(&hir))
+    extractor.extract(hir)
 }
 
 /// Whether a pattern looks around (`^`, `$`, `\b`…): the lazy DFA may
 /// have to quit on such a pattern, so it runs on the full engine.
-fn has_look_around(pattern: &str) -> bool {
-    regex_syntax::parse(pattern).map_or(true, |hir| !hir.properties().look_set().is_empty())
+fn has_look_around(hir: &Hir) -> bool {
+    !hir.properties().look_set().is_empty()
 }
 
 /// The strings a pattern matches, when it matches only a small finite set
 /// of them (`(吹|刮)倒` → 吹倒, 刮倒); `None` for anything else.
-fn exact_literals(pattern: &str) -> Option<Vec<String>> {
+fn exact_literals(hir: &Hir) -> Option<Vec<String>> {
     // The literal extractor passes over look-around: `^有人` is not the
     // phrase 有人.
-    if has_look_around(pattern) {
+    if has_look_around(hir) {
         return None;
     }
-    let seq = extract(pattern, ExtractKind::Prefix)?;
+    let seq = extract(hir, ExtractKind::Prefix);
     if !seq.is_exact() {
         return None;
     }
@@ -582,8 +591,8 @@ fn exact_literals(pattern: &str) -> Option<Vec<String>> {
 
 /// The finite set of strings every match of a pattern starts (or ends)
 /// with, cut to whole characters; `None` when there is no small set.
-fn literals_of(pattern: &str, kind: ExtractKind) -> Option<Vec<String>> {
-    let mut seq = extract(pattern, kind.clone())?;
+fn literals_of(hir: &Hir, kind: ExtractKind) -> Option<Vec<String>> {
+    let mut seq = extract(hir, kind.clone());
     // Shorter literals are fine: they only make the gate open more often.
     match kind {
         ExtractKind::Suffix => seq.keep_last_bytes(9),
